@@ -1,0 +1,1 @@
+"""ams-ray: Adaptive Model Streaming as a library. Start at README.md's "Data path"."""

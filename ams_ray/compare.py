@@ -1,0 +1,117 @@
+"""Run every strategy on one video and report: the table, results.json, and the mIoU plot.
+
+Strategies run in worker processes (one torch thread each), two at a time on a 2-core
+machine; a shared progress bar counts frames across all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import queue
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ams_ray.config import AmsConfig  # noqa: E402
+from ams_ray.datasets import VideoSource  # noqa: E402
+from ams_ray.simulate import STRATEGIES, StreamResult, run_in_worker  # noqa: E402
+from ams_ray.video import VideoReader  # noqa: E402
+
+
+class _QueueProgress:
+    """Picklable progress callback: workers post frame counts to the parent's bar."""
+
+    def __init__(self, q) -> None:
+        self.q = q
+
+    def __call__(self, frames: int) -> None:
+        self.q.put(frames)
+
+
+def run_comparison(
+    source: VideoSource,
+    teacher_spec: str,
+    student_spec: str,
+    config: AmsConfig,
+    strategies: Sequence[str],
+    max_duration_s: float | None,
+    workers: int = 2,
+) -> list[StreamResult]:
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    reader = VideoReader(source.path, config.video.height, config.video.width)
+    frames = reader.num_frames_hint or int(reader.fps * (max_duration_s or 0)) or None
+    if frames and max_duration_s:
+        frames = min(frames, int(max_duration_s * reader.fps))
+    context = mp.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        progress_queue = manager.Queue()
+        futures = [
+            pool.submit(run_in_worker, source, teacher_spec, student_spec, config, STRATEGIES[name],
+                        max_duration_s, _QueueProgress(progress_queue))
+            for name in strategies
+        ]
+        with tqdm(total=(frames or 0) * len(strategies) or None, unit="frame",
+                  desc=f"{len(strategies)} strategies on {source.name}") as bar:
+            while not all(f.done() for f in futures):
+                try:
+                    bar.update(progress_queue.get(timeout=0.5))
+                except queue.Empty:
+                    pass
+            while not progress_queue.empty():
+                bar.update(progress_queue.get())
+        return [f.result() for f in futures]
+
+
+def results_document(source: VideoSource, results: list[StreamResult], config: AmsConfig) -> dict:
+    return {
+        "video": source.name,
+        "profile": config.profile.value,
+        "packet_format": config.packet_format,
+        "rows": [r.row() for r in results],
+    }
+
+
+def format_table(results: list[StreamResult]) -> str:
+    header = f"{'strategy':<18} {'mIoU':>6} {'up Kbps':>8} {'down Kbps':>9} {'updates':>7} {'B/update':>9}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r.strategy:<18} {r.miou:6.2f} {r.uplink_kbps:8.1f} {r.downlink_kbps:9.1f} "
+                     f"{r.updates_applied:7d} {r.mean_packet_bytes:9.0f}")
+    return "\n".join(lines)
+
+
+def plot_miou(results: list[StreamResult], path: Path, title: str, window_s: float = 10.0) -> None:
+    from ams_ray.metrics import MiouTrace
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for r in results:
+        t, v = MiouTrace(r.times_s, r.miou_trace).windowed(window_s)
+        ax.plot(t, v, label=f"{r.strategy} ({r.miou:.1f})", linewidth=1.2)
+    ax.set_xlabel("video time (s)")
+    ax.set_ylabel(f"mIoU (%), {window_s:g} s moving average")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(out_dir: Path, source: VideoSource, results: list[StreamResult], config: AmsConfig) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = results_document(source, results, config)
+    (out_dir / "results.json").write_text(json.dumps(document, indent=2))
+    traces = {r.strategy: {"times_s": r.times_s, "miou": r.miou_trace, "rate": r.rate_history,
+                           "period": r.period_history, "skipped": r.skipped_rounds} for r in results}
+    (out_dir / "traces.json").write_text(json.dumps(traces))
+    plot_miou(results, out_dir / "miou_over_time.png", f"mIoU over time on {source.name}")
+    return document

@@ -1,0 +1,206 @@
+"""Online distillation of one stream's student, producing sparse update packets.
+
+One `OnlineDistiller` per stream holds the student being trained, the pretrained weights,
+and a *mirror* of what the device holds. Every round trains from the pretrained weights
+(the original's default) or from the mirror, selects coordinates by the strategy, and
+emits a packet of deltas. The mirror is then advanced by the *decoded* packet, so after
+quantisation the server and the device still hold bit-identical weights.
+
+Gradient-guided coordinate selection (AMS): take one Adam step on every trainable weight,
+keep the `fraction` of coordinates that moved most, revert the step, then train only those.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ams_ray.codec import Encoding, ParamLayout, TensorDelta, UpdatePacket, decode_packet, encode_packet
+from ams_ray.config import TrainingConfig
+from ams_ray.edge_runtime import EdgeModelBundle
+from ams_ray.onnx_export import export_edge_bundle
+from ams_ray.students import StudentNet, trainable_names
+from ams_ray.window import FrameWindow
+
+log = logging.getLogger(__name__)
+StrategyKind = Literal["full", "gradient_guided", "last_layers"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    kind: StrategyKind = "gradient_guided"
+    fraction: float = 0.10  # of trainable coordinates, for gradient_guided
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("full", "gradient_guided", "last_layers"):
+            raise ValueError(f"unknown strategy {self.kind!r}; use full, gradient_guided or last_layers")
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+
+
+@dataclass
+class RoundResult:
+    packet: bytes | None  # None when the round was skipped
+    skipped: str | None
+    loss: float
+    coords: int
+    duration_s: float
+
+
+class OnlineDistiller:
+    def __init__(
+        self,
+        model: StudentNet,
+        training: TrainingConfig,
+        strategy: Strategy,
+        stream_id: str = "stream-0",
+        encoding: Encoding = "compact",
+        seed: int = 0,
+        shadow_encoding: Encoding | None = None,
+    ) -> None:
+        """`shadow_encoding` also encodes every update in a second format, only to record its
+        size in `shadow_sizes`, so two packet formats are compared on identical updates."""
+        self.model = model.eval()  # BatchNorm statistics stay frozen: batches are tiny and from one scene
+        self.training, self.strategy = training, strategy
+        self.stream_id, self.encoding = stream_id, encoding
+        self.shadow_encoding = shadow_encoding
+        self.shadow_sizes: list[int] = []
+        self.rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        names = trainable_names(model, last_layers_only=strategy.kind == "last_layers")
+        params = dict(model.named_parameters())
+        self.params = [params[n] for n in names]
+        for name, p in params.items():
+            p.requires_grad_(name in names)
+        self.layout = ParamLayout(tuple(names), tuple(tuple(p.shape) for p in self.params))
+        self.pretrained = [p.detach().clone() for p in self.params]
+        self.mirror = [p.detach().clone() for p in self.params]
+        self.version = 0
+        self.sequence = 0
+
+    def edge_bundle(self, height: int, width: int) -> EdgeModelBundle:
+        """The pretrained model as the device receives it at start."""
+        return export_edge_bundle(self.model, height, width, list(self.layout.names))
+
+    # ------------------------------------------------------------------ training
+    def _load(self, source: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, s in zip(self.params, source):
+                p.copy_(s)
+
+    def _batch(self, window: FrameWindow) -> tuple[torch.Tensor, torch.Tensor]:
+        frames, labels = window.sample(self.rng, self.training.batch_size, self.training.recent_fraction,
+                                       self.training.send_period_s)
+        return torch.from_numpy(frames), torch.from_numpy(labels).long()
+
+    def _loss(self, window: FrameWindow) -> torch.Tensor:
+        frames, labels = self._batch(window)
+        return F.cross_entropy(self.model(frames), labels)
+
+    def _select_coordinates(self, window: FrameWindow, start: list[torch.Tensor]) -> list[torch.Tensor] | None:
+        """Boolean masks from one probing Adam step, or None for every coordinate."""
+        if self.strategy.kind != "gradient_guided":
+            return None
+        probe = torch.optim.Adam(self.params, lr=self.training.learning_rate)
+        loss = self._loss(window)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("non-finite loss in the probing step")
+        probe.zero_grad()
+        loss.backward()
+        probe.step()
+        moved = torch.cat([(p.detach() - s).abs().flatten() for p, s in zip(self.params, start)])
+        keep = max(1, int(round(self.strategy.fraction * moved.numel())))
+        threshold = torch.topk(moved, keep, sorted=False).values.min()
+        masks = [(p.detach() - s).abs() >= threshold for p, s in zip(self.params, start)]
+        self._load(start)
+        return masks
+
+    def train_round(self, window: FrameWindow, sampling_rate_fps: float | None = None) -> RoundResult:
+        """Run one training round on the window; never ships an update from a diverged run."""
+        began = time.perf_counter()
+        if len(window) == 0:
+            return RoundResult(None, "no labelled frames yet", math.nan, 0, 0.0)
+        start = self.pretrained if self.training.restart_from_pretrained else self.mirror
+        self._load(start)
+        loss_value = math.nan
+        try:
+            masks = self._select_coordinates(window, start)
+            optimiser = torch.optim.Adam(self.params, lr=self.training.learning_rate)
+            for iteration in range(self.training.iterations):
+                loss = self._loss(window)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"non-finite loss at iteration {iteration}")
+                optimiser.zero_grad()
+                loss.backward()
+                if masks is not None:
+                    for p, m in zip(self.params, masks):
+                        p.grad.mul_(m)
+                optimiser.step()
+        except FloatingPointError as exc:
+            self._load(self.mirror)
+            log.warning("stream %s: skipped update (%s); the device keeps version %d", self.stream_id, exc, self.version)
+            return RoundResult(None, str(exc), loss_value, 0, time.perf_counter() - began)
+        packet, coords = self._packet(start, masks, sampling_rate_fps)
+        return RoundResult(packet, None, loss_value, coords, time.perf_counter() - began)
+
+    def train_once(self, window: FrameWindow, iterations: int) -> RoundResult:
+        """A longer single round (the `one_time` baseline)."""
+        original = self.training
+        self.training = original.model_copy(update={"iterations": iterations})
+        try:
+            return self.train_round(window)
+        finally:
+            self.training = original
+
+    # ------------------------------------------------------------------ packets
+    def _packet(
+        self, start: list[torch.Tensor], masks: list[torch.Tensor] | None, rate: float | None
+    ) -> tuple[bytes, int]:
+        restart = self.training.restart_from_pretrained
+        tensors = []
+        for index, (p, s) in enumerate(zip(self.params, start)):
+            delta = (p.detach() - s).flatten().numpy()
+            if masks is None:
+                tensors.append(TensorDelta(index, None, delta.astype(np.float32)))
+                continue
+            coords = np.flatnonzero(masks[index].flatten().numpy())
+            if coords.size:
+                tensors.append(TensorDelta(index, coords, delta[coords].astype(np.float32)))
+        self.sequence += 1
+        packet = UpdatePacket(
+            stream_id=self.stream_id,
+            sequence=self.sequence,
+            base_version=0 if restart else self.version,
+            version=self.version + 1,
+            fingerprint=self.layout.fingerprint,
+            tensors=tensors,
+            sampling_rate_fps=rate,
+        )
+        data = encode_packet(packet, self.layout, self.encoding)
+        if self.shadow_encoding:
+            self.shadow_sizes.append(len(encode_packet(packet, self.layout, self.shadow_encoding)))
+        self._advance_mirror(decode_packet(data, self.layout), restart)
+        return data, packet.num_coords
+
+    def _advance_mirror(self, packet: UpdatePacket, restart: bool) -> None:
+        """Apply exactly what the device will apply, then train on from there."""
+        base = self.pretrained if restart else self.mirror
+        mirror = [b.clone() for b in base]
+        for t in packet.tensors:
+            flat = mirror[t.index].view(-1)
+            values = torch.from_numpy(t.values)
+            if t.coords is None:
+                flat += values
+            else:
+                flat[torch.from_numpy(t.coords)] += values
+        self.mirror = mirror
+        self.version = packet.version
+        self._load(self.mirror)

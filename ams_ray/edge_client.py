@@ -1,0 +1,91 @@
+"""One device's loop: sample frames at the server's rate, upload chunks, apply packets, score.
+
+Pure numpy + PyAV + ONNX Runtime (no torch), so the same object runs in the single-stream
+simulation, in a Ray `EdgeStream` actor, and later in a standalone device client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ams_ray.codec import PacketError
+from ams_ray.edge_runtime import EdgeModel, EdgeModelBundle
+from ams_ray.messages import SampleChunk
+from ams_ray.metrics import BandwidthMeter, MiouTrace, frame_miou
+from ams_ray.video import encode_chunk
+
+log = logging.getLogger(__name__)
+
+
+class EdgeClient:
+    def __init__(
+        self,
+        stream_id: str,
+        bundle: EdgeModelBundle,
+        sampling_rate_fps: float,
+        send_period_s: float,
+        chunk_crf: int = 23,
+        threads: int = 1,
+    ) -> None:
+        self.stream_id = stream_id
+        self.model = EdgeModel(bundle, threads=threads)
+        self.sampling_rate_fps = sampling_rate_fps
+        self.send_period_s, self.chunk_crf = send_period_s, chunk_crf
+        self.trace = MiouTrace()
+        self.bandwidth = BandwidthMeter()
+        self.rejected_packets: list[str] = []
+        self.updates_applied = 0
+        self.uploading = True
+        self._next_sample_s = 0.0
+        self._next_send_s = send_period_s
+        self._buffer: list[tuple[int, float, np.ndarray]] = []
+        self._chunk_sequence = 0
+
+    def set_sampling_rate(self, rate_fps: float) -> None:
+        if rate_fps <= 0:
+            raise ValueError(f"sampling rate must be positive, got {rate_fps}")
+        self.sampling_rate_fps = rate_fps
+
+    def observe(self, index: int, time_s: float, frame: np.ndarray) -> SampleChunk | None:
+        """Feed one camera frame; returns a chunk when a send period has closed."""
+        if self.uploading and time_s >= self._next_sample_s:
+            self._buffer.append((index, time_s, frame))
+            self._next_sample_s += 1.0 / self.sampling_rate_fps
+            self._next_sample_s = max(self._next_sample_s, time_s)  # never queue a backlog of samples
+        if time_s >= self._next_send_s:
+            self._next_send_s += self.send_period_s
+            return self.flush()
+        return None
+
+    def flush(self) -> SampleChunk | None:
+        if not self._buffer:
+            return None
+        indices, times, frames = zip(*self._buffer)
+        self._buffer = []
+        self._chunk_sequence += 1
+        chunk = SampleChunk(self.stream_id, self._chunk_sequence, tuple(int(i) for i in indices),
+                            tuple(float(t) for t in times), encode_chunk(np.stack(frames), self.chunk_crf))
+        self.bandwidth.uplink_bytes += chunk.num_bytes
+        return chunk
+
+    def apply_packet(self, data: bytes) -> bool:
+        """Apply an update; a bad packet is logged and refused, and the device keeps its model."""
+        self.bandwidth.downlink_bytes += len(data)
+        try:
+            packet = self.model.apply(data)
+        except PacketError as exc:
+            log.warning("stream %s: refused update packet: %s", self.stream_id, exc)
+            self.rejected_packets.append(str(exc))
+            return False
+        self.updates_applied += 1
+        if packet.sampling_rate_fps:
+            self.set_sampling_rate(packet.sampling_rate_fps)
+        return True
+
+    def evaluate(self, time_s: float, frame: np.ndarray, teacher_labels: np.ndarray) -> float:
+        prediction = self.model.predict(frame[None])[0]
+        score = frame_miou(teacher_labels, prediction, self.model.num_classes)
+        self.trace.add(time_s, score)
+        return score

@@ -1,0 +1,69 @@
+"""A directory of per-frame label maps: what `extract-labels` writes and the cached teacher reads.
+
+Layout: ``DIR/meta.json`` ({"num_classes", "class_names", "frames"}) and one 8-bit PNG per
+frame, ``DIR/000123.png``, holding class ids. PNG because any tool can open it and it
+compresses label maps ~50x; per frame so a stream can read just the frames it samples.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+META = "meta.json"
+
+
+class LabelStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        meta_path = self.root / META
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"no label directory at {self.root} (missing {META}); create one with "
+                "`python -m ams_ray extract-labels --video V --teacher T --out DIR`"
+            )
+        meta = json.loads(meta_path.read_text())
+        self.num_classes: int = int(meta["num_classes"])
+        self.class_names: list[str] = list(meta.get("class_names", []))
+        self.num_frames: int = int(meta["frames"])
+
+    @staticmethod
+    def create(root: str | Path, num_classes: int, class_names: Sequence[str] = ()) -> "LabelWriter":
+        return LabelWriter(Path(root), num_classes, list(class_names))
+
+    def path(self, index: int) -> Path:
+        return self.root / f"{index:06d}.png"
+
+    def read(self, index: int) -> np.ndarray:
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame {index} has no label in {self.root} ({self.num_frames} frames)")
+        labels = np.asarray(Image.open(self.path(index)))
+        if labels.size and int(labels.max()) >= self.num_classes:
+            raise ValueError(
+                f"label id {int(labels.max())} in {self.path(index)} is out of range for "
+                f"{self.num_classes} classes; the labels were made for another class set"
+            )
+        return labels
+
+
+class LabelWriter:
+    def __init__(self, root: Path, num_classes: int, class_names: list[str]) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root, self.num_classes, self.class_names = root, num_classes, class_names
+        self.count = 0
+
+    def write(self, labels: np.ndarray) -> None:
+        if labels.size and int(labels.max()) >= self.num_classes:
+            raise ValueError(f"label id {int(labels.max())} out of range for {self.num_classes} classes")
+        Image.fromarray(labels.astype(np.uint8), mode="L").save(self.root / f"{self.count:06d}.png", optimize=False)
+        self.count += 1
+
+    def close(self) -> LabelStore:
+        """Write meta.json last, so a half-written directory is never mistaken for a whole one."""
+        meta = {"num_classes": self.num_classes, "class_names": self.class_names, "frames": self.count}
+        (self.root / META).write_text(json.dumps(meta))
+        return LabelStore(self.root)

@@ -1,0 +1,45 @@
+"""The uplink message: one H.264 chunk of sampled frames, in a transport-neutral envelope.
+
+Every message names its stream and carries a sequence number, so a receiver can tell a
+duplicate (same number again) from a gap (a number skipped) whatever carries the bytes:
+a Ray object today, an HTTP body from a real device later.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+_MAGIC = b"AMSC"
+_PREFIX = struct.Struct("<4sI")
+
+
+@dataclass(frozen=True)
+class SampleChunk:
+    stream_id: str
+    sequence: int
+    frame_indices: tuple[int, ...]
+    times_s: tuple[float, ...]
+    h264: bytes
+
+    @property
+    def num_bytes(self) -> int:
+        """What the uplink pays: the video bitstream plus the envelope."""
+        return len(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        header = json.dumps(
+            {"stream": self.stream_id, "seq": self.sequence, "frames": self.frame_indices, "times": self.times_s},
+            separators=(",", ":"),
+        ).encode()
+        return _PREFIX.pack(_MAGIC, len(header)) + header + self.h264
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SampleChunk":
+        if len(data) < _PREFIX.size or data[:4] != _MAGIC:
+            raise ValueError("not an ams-ray sample chunk (bad magic); the upload is corrupt or from another tool")
+        _, header_len = _PREFIX.unpack_from(data)
+        header = json.loads(data[_PREFIX.size : _PREFIX.size + header_len])
+        return cls(header["stream"], header["seq"], tuple(header["frames"]), tuple(header["times"]),
+                   data[_PREFIX.size + header_len :])

@@ -1,0 +1,170 @@
+"""One stream, one strategy, on the video's own clock: the single-stream AMS experiment.
+
+The loop plays the video frame by frame. The device samples and uploads chunks; the
+server labels them and trains when due; an update reaches the device only once its
+training would have finished (measured wall time of the round) plus its transfer time at
+the configured link rate. mIoU is always that of the model the device holds at that frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ams_ray.config import AmsConfig
+from ams_ray.datasets import VideoSource
+from ams_ray.distill import OnlineDistiller, Strategy
+from ams_ray.edge_client import EdgeClient
+from ams_ray.server_stream import StreamSession
+from ams_ray.students import build_student
+from ams_ray.teachers import Teacher, build_teacher, checked_labels
+from ams_ray.video import VideoReader
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A named row of the comparison table."""
+
+    name: str
+    train: bool = True
+    strategy: Strategy = Strategy()
+    asr: bool = False
+    atr: bool = False
+    one_time_s: float | None = None  # train once on the first N seconds, then stop
+
+
+STRATEGIES: dict[str, StrategySpec] = {
+    s.name: s
+    for s in [
+        StrategySpec("pretrained", train=False),
+        StrategySpec("one_time", strategy=Strategy("full"), one_time_s=60.0),
+        StrategySpec("ams_full", strategy=Strategy("full")),
+        StrategySpec("ams_gg10", strategy=Strategy("gradient_guided", 0.10)),
+        StrategySpec("ams_gg5", strategy=Strategy("gradient_guided", 0.05)),
+        StrategySpec("ams_gg10_asr", strategy=Strategy("gradient_guided", 0.10), asr=True),
+        StrategySpec("ams_gg10_asr_atr", strategy=Strategy("gradient_guided", 0.10), asr=True, atr=True),
+        # Also available, not in the default table:
+        StrategySpec("ams_gg1", strategy=Strategy("gradient_guided", 0.01)),
+        StrategySpec("ams_gg20", strategy=Strategy("gradient_guided", 0.20)),
+        StrategySpec("ams_last_layers", strategy=Strategy("last_layers")),
+    ]
+}
+DEFAULT_STRATEGIES = ("pretrained", "one_time", "ams_full", "ams_gg10", "ams_gg5", "ams_gg10_asr", "ams_gg10_asr_atr")
+
+
+@dataclass
+class StreamResult:
+    strategy: str
+    miou: float
+    uplink_kbps: float
+    downlink_kbps: float
+    duration_s: float
+    wall_s: float
+    updates_applied: int
+    mean_packet_bytes: float
+    mean_shadow_packet_bytes: float  # the same updates in the other packet encoding
+    skipped_rounds: list[str] = field(default_factory=list)
+    rejected_packets: list[str] = field(default_factory=list)
+    times_s: list[float] = field(default_factory=list)
+    miou_trace: list[float] = field(default_factory=list)
+    rate_history: list[tuple[float, float]] = field(default_factory=list)
+    period_history: list[tuple[float, float]] = field(default_factory=list)
+
+    def row(self) -> dict:
+        keys = ("strategy", "miou", "uplink_kbps", "downlink_kbps", "updates_applied", "mean_packet_bytes",
+                "mean_shadow_packet_bytes")
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items() if k in keys}
+
+
+def simulate_stream(
+    source: VideoSource,
+    teacher_spec: str,
+    student_spec: str,
+    config: AmsConfig,
+    spec: StrategySpec,
+    max_duration_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> StreamResult:
+    began = time.perf_counter()
+    h, w = config.video.height, config.video.width
+    reader = VideoReader(source.path, h, w)
+    teacher: Teacher = build_teacher(teacher_spec, source.path)
+    student = build_student(student_spec, teacher.num_classes)
+    shadow = "ams" if config.packet_format == "compact" else "compact"
+    distiller = OnlineDistiller(student, config.training, spec.strategy, stream_id=source.name,
+                                encoding=config.packet_format, seed=config.seed, shadow_encoding=shadow)
+    edge = EdgeClient(source.name, distiller.edge_bundle(h, w), config.sampling.initial_rate_fps,
+                      config.training.send_period_s, config.video.chunk_crf)
+    session = StreamSession(distiller, lambda f, i: checked_labels(teacher, f, i), teacher.num_classes,
+                            config, asr=spec.asr, atr=spec.atr)
+    link_bytes_per_s = config.link.downlink_kbps * 1000 / 8
+    in_flight: list[tuple[float, bytes]] = []
+    packet_sizes: list[int] = []
+    fps = reader.fps
+    max_frames = int(max_duration_s * fps) if max_duration_s else None
+    edge.uploading = spec.train
+    frames_seen = 0
+    for index, frame in enumerate(reader):
+        if max_frames is not None and index >= max_frames:
+            break
+        now = index / fps
+        frames_seen += 1
+        while in_flight and in_flight[0][0] <= now:
+            edge.apply_packet(in_flight.pop(0)[1])
+        chunk = edge.observe(index, now, frame)
+        if chunk is not None:
+            edge.set_sampling_rate(session.receive(chunk))
+        if spec.train and _training_due(spec, session, now):
+            result = session.train(now) if spec.one_time_s is None else _train_once(session, config, now)
+            if result.packet is not None:
+                ready = now + result.duration_s + len(result.packet) / link_bytes_per_s
+                in_flight.append((ready, result.packet))
+                packet_sizes.append(len(result.packet))
+            if spec.one_time_s is not None:
+                edge.uploading = spec.train = False
+        if index % config.eval_every == 0:
+            edge.evaluate(now, frame, checked_labels(teacher, frame[None], [index])[0])
+        if progress and index % 50 == 49:
+            progress(50)
+    if progress:
+        progress(frames_seen % 50)
+    duration = frames_seen / fps
+    return StreamResult(
+        strategy=spec.name,
+        miou=edge.trace.mean,
+        uplink_kbps=edge.bandwidth.uplink_kbps(duration),
+        downlink_kbps=edge.bandwidth.downlink_kbps(duration),
+        duration_s=duration,
+        wall_s=time.perf_counter() - began,
+        updates_applied=edge.updates_applied,
+        mean_packet_bytes=float(np.mean(packet_sizes)) if packet_sizes else 0.0,
+        mean_shadow_packet_bytes=float(np.mean(distiller.shadow_sizes)) if distiller.shadow_sizes else 0.0,
+        skipped_rounds=session.stats.skipped_rounds,
+        rejected_packets=edge.rejected_packets,
+        times_s=edge.trace.times_s,
+        miou_trace=edge.trace.values,
+        rate_history=session.stats.rate_history,
+        period_history=session.stats.period_history,
+    )
+
+
+def _training_due(spec: StrategySpec, session: StreamSession, now: float) -> bool:
+    if spec.one_time_s is not None:
+        return now >= spec.one_time_s
+    return session.due(now)
+
+
+def _train_once(session: StreamSession, config: AmsConfig, now: float):
+    """The one-time baseline: as many iterations as the rounds it replaces would have run."""
+    rounds = max(1, int(now / config.training.period_s))
+    return session.distiller.train_once(session.window, config.training.iterations * rounds)
+
+
+def run_in_worker(*args, **kwargs) -> StreamResult:
+    """Entry point for worker processes: one torch thread each, so two strategies share 2 cores."""
+    torch.set_num_threads(1)
+    return simulate_stream(*args, **kwargs)

@@ -1,0 +1,25 @@
+"""Shared fixtures: short synthetic videos written through the real H.264 path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ams-cache")
+
+
+@pytest.fixture(scope="session")
+def short_video(cache_dir):
+    """A 40 s synthetic video with exact labels (two scenes of at least 30 s... or one cut)."""
+    from ams_ray.datasets import materialize_synthetic
+
+    return materialize_synthetic(seed=7, duration_s=40.0, height=64, width=128, cache_dir=cache_dir, progress=False)

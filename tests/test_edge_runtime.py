@@ -1,0 +1,78 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ams_ray.codec import PacketError
+from ams_ray.config import TrainingConfig
+from ams_ray.distill import OnlineDistiller, Strategy
+from ams_ray.edge_runtime import EdgeModel
+from ams_ray.students import build_student
+from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.window import FrameWindow
+
+H, W = 64, 128
+
+
+@pytest.fixture(scope="module")
+def scene():
+    video = SyntheticVideo(21, duration_s=30, fps=5, height=H, width=W)
+    frames = np.stack([video.frame(i) for i in range(video.num_frames)])
+    labels = np.stack([video.labels(i) for i in range(video.num_frames)])
+    return frames, labels
+
+
+def _torch_labels(model, frames):
+    with torch.no_grad():
+        return model(torch.from_numpy(frames)).argmax(1).numpy()
+
+
+@pytest.mark.parametrize("student", ["tiny", "lraspp_mobilenet_v3_large"])
+def test_onnx_matches_torch_before_and_after_updates(student, scene):
+    frames, labels = scene
+    distiller = OnlineDistiller(build_student(student, NUM_CLASSES), TrainingConfig(iterations=3, batch_size=2),
+                                Strategy("gradient_guided", 0.1))
+    edge = EdgeModel(distiller.edge_bundle(H, W))
+    assert (edge.predict(frames[:8]) == _torch_labels(distiller.model, frames[:8])).mean() >= 0.999
+
+    window = FrameWindow(250)
+    window.add(np.arange(len(frames)) / 5, frames, labels)
+    for _ in range(2):
+        edge.apply(distiller.train_round(window).packet)
+    assert edge.version == distiller.version == 2
+    agreement = (edge.predict(frames[:8]) == _torch_labels(distiller.model, frames[:8])).mean()
+    assert agreement >= 0.999
+
+
+def test_out_of_order_and_duplicate_packets_are_refused(scene):
+    frames, labels = scene
+    config = TrainingConfig(iterations=1, batch_size=2, restart_from_pretrained=False)
+    distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), config, Strategy("gradient_guided", 0.05))
+    edge = EdgeModel(distiller.edge_bundle(H, W))
+    window = FrameWindow(250)
+    window.add(np.arange(len(frames)) / 5, frames, labels)
+    first, second = distiller.train_round(window).packet, distiller.train_round(window).packet
+    with pytest.raises(PacketError, match="earlier packet was lost"):
+        edge.apply(second)
+    edge.apply(first)
+    with pytest.raises(PacketError, match="duplicate or stale"):
+        edge.apply(first)
+    edge.apply(second)
+    assert edge.version == 2
+
+
+def test_edge_runtime_never_imports_torch():
+    code = (
+        "import sys, ams_ray.edge_runtime, ams_ray.edge_client, ams_ray.codec, ams_ray.video;"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bad_frames_are_refused(scene):
+    distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(), Strategy())
+    edge = EdgeModel(distiller.edge_bundle(H, W))
+    with pytest.raises(ValueError, match="uint8 frames"):
+        edge.predict(scene[0][:1].astype(np.float32))
