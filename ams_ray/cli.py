@@ -19,7 +19,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     config = AmsConfig.for_profile(args.profile)
     config = config.with_overrides(packet_format=args.packet_format, eval_every=args.eval_every,
-                                   link={"downlink_kbps": args.link_kbps})
+                                   link={"downlink_kbps": args.link_kbps}, **_parse_settings(args.set))
     if args.video != "synthetic" and args.teacher == "oracle":
         print("error: a real video needs --teacher (labels:DIR, torchvision:NAME:WEIGHTS or MODULE:FACTORY); "
               "'oracle' exists only for synthetic videos", file=sys.stderr)
@@ -32,6 +32,18 @@ def _compare(args: argparse.Namespace) -> int:
     print(format_table(results))
     print(f"wrote {args.out / 'results.json'} and {args.out / 'miou_over_time.png'}")
     return 0
+
+
+def _parse_settings(items: list[str]) -> dict[str, dict]:
+    """`--set training.iterations=40` -> {"training": {"iterations": "40"}} (pydantic converts)."""
+    sections: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"--set expects SECTION.FIELD=VALUE (e.g. training.iterations=40), got {item!r}")
+        sections.setdefault(section, {})[field] = value
+    return sections
 
 
 def _extract_labels(args: argparse.Namespace) -> int:
@@ -66,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--eval-every", type=int, default=5, help="score every k-th frame")
     compare.add_argument("--link-kbps", type=float, default=1000.0, help="downlink rate that delays updates")
     compare.add_argument("--workers", type=int, default=2, help="strategies run in parallel")
+    compare.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                         help="override any config field, e.g. --set training.iterations=40 (repeatable)")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"))
     compare.set_defaults(func=_compare)
 

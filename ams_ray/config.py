@@ -95,15 +95,15 @@ class AmsConfig(_Strict):
         return cls(
             profile=Profile.CPU,
             video=VideoConfig(height=128, width=256),
-            training=TrainingConfig(
-                iterations=20, batch_size=8, learning_rate=2e-3, restart_from_pretrained=False
-            ),
+            training=TrainingConfig(iterations=20, batch_size=8, learning_rate=2e-3, recent_fraction=0.75),
         )
 
     def with_overrides(self, **sections: dict) -> "AmsConfig":
         """Return a copy with some fields of some sections replaced, validated again."""
         data = self.model_dump()
         for section, values in sections.items():
+            if section not in data:
+                raise ValueError(f"unknown config section {section!r}; sections are {', '.join(data)}")
             if isinstance(data.get(section), dict):
                 data[section].update(values)
             else:

@@ -7,6 +7,7 @@ default exercises the real path end to end.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ def materialize_synthetic(
 ) -> VideoSource:
     """Write (or reuse) `seed`'s video as DIR/video.mp4 with exact labels in DIR/labels/."""
     root = (cache_dir or default_cache_dir()) / f"synthetic-s{seed}-{duration_s:g}s-{height}x{width}"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # many streams may ask for the same video at once
+        return _materialize_locked(root, seed, duration_s, height, width, progress)
+
+
+def _materialize_locked(root: Path, seed: int, duration_s: float, height: int, width: int,
+                        progress: bool) -> VideoSource:
     video_path = root / "video.mp4"
     if video_path.is_file() and (root / "labels" / "meta.json").is_file():
         return VideoSource(video_path, f"synthetic:{seed}", seed)

@@ -106,7 +106,7 @@ def simulate_stream(
     packet_sizes: list[int] = []
     fps = reader.fps
     max_frames = int(max_duration_s * fps) if max_duration_s else None
-    edge.uploading = spec.train
+    edge.uploading = training_active = spec.train
     frames_seen = 0
     for index, frame in enumerate(reader):
         if max_frames is not None and index >= max_frames:
@@ -118,14 +118,14 @@ def simulate_stream(
         chunk = edge.observe(index, now, frame)
         if chunk is not None:
             edge.set_sampling_rate(session.receive(chunk))
-        if spec.train and _training_due(spec, session, now):
+        if training_active and _training_due(spec, session, now):
             result = session.train(now) if spec.one_time_s is None else _train_once(session, config, now)
             if result.packet is not None:
                 ready = now + result.duration_s + len(result.packet) / link_bytes_per_s
                 in_flight.append((ready, result.packet))
                 packet_sizes.append(len(result.packet))
             if spec.one_time_s is not None:
-                edge.uploading = spec.train = False
+                edge.uploading = training_active = False
         if index % config.eval_every == 0:
             edge.evaluate(now, frame, checked_labels(teacher, frame[None], [index])[0])
         if progress and index % 50 == 49:

@@ -59,7 +59,7 @@ def _conv_bn(cin: int, cout: int, stride: int = 1, groups: int = 1, dilation: in
 
 
 class TinyStudent(StudentNet):
-    """~0.16 M parameters: plain 3x3 convolutions to stride 8, two dilated context layers,
+    """~0.08 M parameters: plain 3x3 convolutions to stride 8, two dilated context layers,
     a stride-4 skip, and a row-position input channel.
 
     Plain convolutions rather than depthwise-separable ones: on CPU, PyTorch's depthwise
@@ -74,9 +74,9 @@ class TinyStudent(StudentNet):
         super().__init__(num_classes)
         self.stem = _conv_bn(4, 16, stride=2)
         self.down4 = _conv_bn(16, 32, stride=2)
-        self.down8 = _conv_bn(32, 64, stride=2)
-        self.context = nn.Sequential(_conv_bn(64, 96, dilation=2), _conv_bn(96, 96, dilation=4))
-        self.head = nn.Conv2d(96, num_classes, 1)
+        self.down8 = _conv_bn(32, 48, stride=2)
+        self.context = nn.Sequential(_conv_bn(48, 64, dilation=2), _conv_bn(64, 64, dilation=4))
+        self.head = nn.Conv2d(64, num_classes, 1)
         self.skip = nn.Conv2d(32, num_classes, 1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

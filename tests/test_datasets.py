@@ -1,0 +1,18 @@
+from ams_ray.datasets import materialize_synthetic, resolve_video
+from ams_ray.label_store import LabelStore
+from ams_ray.video import VideoReader
+
+
+def test_synthetic_video_is_written_once_as_h264_with_labels(short_video, cache_dir):
+    reader = VideoReader(short_video.path, 64, 128)
+    assert reader.fps == 15 and reader.num_frames_hint == 600
+    assert LabelStore(short_video.path.parent / "labels").num_frames == 600
+    mtime = short_video.path.stat().st_mtime_ns
+    again = materialize_synthetic(7, 40.0, 64, 128, cache_dir=cache_dir, progress=False)
+    assert again == short_video and again.path.stat().st_mtime_ns == mtime
+    assert not list(cache_dir.glob("*.tmp*")), "no half-written entries are left behind"
+
+
+def test_a_path_is_taken_as_a_camera_file(tmp_path):
+    source = resolve_video(str(tmp_path / "cam.mp4"), seed=0, duration_s=1, height=8, width=8)
+    assert source.synthetic_seed is None and source.name == "cam.mp4"

@@ -1,0 +1,34 @@
+import numpy as np
+
+from ams_ray.config import TrainingConfig
+from ams_ray.distill import OnlineDistiller, Strategy
+from ams_ray.edge_client import EdgeClient
+from ams_ray.students import build_student
+from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.window import FrameWindow
+
+
+def test_device_samples_at_its_rate_uploads_per_period_and_survives_bad_packets():
+    video = SyntheticVideo(8, duration_s=20, fps=10, height=64, width=128)
+    distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(iterations=1, batch_size=2),
+                                Strategy())
+    edge = EdgeClient("cam", distiller.edge_bundle(64, 128), sampling_rate_fps=2.0, send_period_s=5.0)
+    chunks = []
+    for i in range(video.num_frames):
+        chunk = edge.observe(i, i / video.fps, video.frame(i))
+        if chunk:
+            chunks.append(chunk)
+    assert [c.sequence for c in chunks] == [1, 2, 3]
+    assert all(len(c.frame_indices) in (10, 11) for c in chunks)  # 2 frames/s over 5 s
+    assert edge.bandwidth.uplink_bytes == sum(c.num_bytes for c in chunks)
+
+    window = FrameWindow(250)
+    frames = np.stack([video.frame(i) for i in range(0, 200, 10)])
+    window.add(np.arange(20.0), frames, np.stack([video.labels(i) for i in range(0, 200, 10)]))
+    packet = distiller.train_round(window, sampling_rate_fps=0.5).packet
+    corrupt = packet[:-3] + b"xyz"
+    assert not edge.apply_packet(corrupt) and "checksum" in edge.rejected_packets[0]
+    assert edge.apply_packet(packet) and edge.updates_applied == 1
+    assert edge.sampling_rate_fps == 0.5, "the rate rides on the packet"
+    score = edge.evaluate(0.0, video.frame(0), video.labels(0))
+    assert 0 <= score <= 100 and edge.trace.values == [score]

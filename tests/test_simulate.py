@@ -1,0 +1,46 @@
+import pytest
+
+from ams_ray.config import AmsConfig
+from ams_ray.simulate import STRATEGIES, simulate_stream
+
+
+@pytest.fixture(scope="module")
+def config():
+    return AmsConfig.for_profile("cpu").with_overrides(
+        video={"height": 64, "width": 128}, training={"iterations": 3, "batch_size": 2}, eval_every=10
+    )
+
+
+def test_adaptive_stream_ships_updates_within_the_bandwidth_it_reports(short_video, config):
+    result = simulate_stream(short_video, "oracle", "tiny", config, STRATEGIES["ams_gg10_asr_atr"])
+    assert result.duration_s == pytest.approx(40.0)
+    assert result.updates_applied >= 2
+    assert result.rejected_packets == [] and result.skipped_rounds == []
+    assert 0 < result.uplink_kbps < 200 and 0 < result.downlink_kbps < 200
+    assert 0 <= result.miou <= 100 and len(result.miou_trace) == 60
+    assert result.rate_history and result.period_history
+
+
+def test_pretrained_baseline_sends_nothing(short_video, config):
+    result = simulate_stream(short_video, "oracle", "tiny", config, STRATEGIES["pretrained"])
+    assert result.updates_applied == 0 and result.uplink_kbps == 0 and result.downlink_kbps == 0
+
+
+def test_one_time_trains_once_and_stops_uploading(short_video, config):
+    from dataclasses import replace
+
+    spec = replace(STRATEGIES["one_time"], one_time_s=20.0)
+    result = simulate_stream(short_video, "oracle", "tiny", config, spec)
+    assert result.updates_applied == 1
+    assert result.uplink_kbps > 0
+
+
+def test_student_teacher_class_mismatch_fails_before_running(short_video, config, tmp_path):
+    from ams_ray.label_store import LabelStore
+    import numpy as np
+
+    writer = LabelStore.create(tmp_path / "labels21", num_classes=21)
+    writer.write(np.zeros((64, 128), np.uint8))
+    writer.close()
+    with pytest.raises(ValueError, match="num_classes"):
+        simulate_stream(short_video, f"labels:{tmp_path / 'labels21'}", "tiny", config, STRATEGIES["ams_gg10"])
