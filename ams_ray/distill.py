@@ -6,8 +6,9 @@ and a *mirror* of what the device holds. Every round trains from the pretrained 
 emits a packet of deltas. The mirror is then advanced by the *decoded* packet, so after
 quantisation the server and the device still hold bit-identical weights.
 
-Gradient-guided coordinate selection (AMS): take one Adam step on every trainable weight,
-keep the `fraction` of coordinates that moved most, revert the step, then train only those.
+Gradient-guided coordinate selection (AMS): probe one step on every trainable weight, keep
+the `fraction` of coordinates it would move most (see `_select_coordinates`), then train
+only those.
 """
 
 from __future__ import annotations
@@ -105,20 +106,27 @@ class OnlineDistiller:
         return F.cross_entropy(self.model(frames), labels)
 
     def _select_coordinates(self, window: FrameWindow, start: list[torch.Tensor]) -> list[torch.Tensor] | None:
-        """Boolean masks from one probing Adam step, or None for every coordinate."""
+        """Boolean masks holding exactly `fraction` of the coordinates, or None for all.
+
+        AMS keeps the coordinates that one Adam step moves most. That step is
+        lr * g / (|g| + eps): monotone in |g| but, in float32, exactly lr for most
+        coordinates, so ranking by the change itself is mostly ties. Ranking by |g| orders
+        coordinates the same way without ties, and `topk` then picks exactly k of them.
+        """
         if self.strategy.kind != "gradient_guided":
             return None
-        probe = torch.optim.Adam(self.params, lr=self.training.learning_rate)
         loss = self._loss(window)
         if not torch.isfinite(loss):
             raise FloatingPointError("non-finite loss in the probing step")
-        probe.zero_grad()
-        loss.backward()
-        probe.step()
-        moved = torch.cat([(p.detach() - s).abs().flatten() for p, s in zip(self.params, start)])
-        keep = max(1, int(round(self.strategy.fraction * moved.numel())))
-        threshold = torch.topk(moved, keep, sorted=False).values.min()
-        masks = [(p.detach() - s).abs() >= threshold for p, s in zip(self.params, start)]
+        grads = torch.autograd.grad(loss, self.params)
+        magnitude = torch.cat([g.abs().flatten() for g in grads])
+        keep = max(1, int(round(self.strategy.fraction * magnitude.numel())))
+        chosen = torch.zeros(magnitude.numel(), dtype=torch.bool)
+        chosen[torch.topk(magnitude, keep, sorted=False).indices] = True
+        masks, offset = [], 0
+        for p in self.params:
+            masks.append(chosen[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
         self._load(start)
         return masks
 

@@ -146,3 +146,42 @@ def checked_labels(teacher: Teacher, frames: np.ndarray, frame_indices: Sequence
         )
     return labels.astype(np.uint8)
 
+
+
+class TeacherPool:
+    """One teacher spec serving many videos, labelling a mixed batch of frames at once.
+
+    Cached backends (oracle, labels:DIR) are per video, so they are built per video path
+    on first use; model backends are shared, and a mixed batch becomes one forward pass.
+    This is what a shared, batched teacher deployment holds.
+    """
+
+    def __init__(self, spec: str, device: str = "cpu") -> None:
+        self.spec, self.device = spec, device
+        self._per_video = spec == "oracle" or spec.startswith("labels:")
+        self._teachers: dict[str | None, Teacher] = {}
+
+    def teacher_for(self, video_path: str | None) -> Teacher:
+        key = video_path if self._per_video else None
+        if key not in self._teachers:
+            self._teachers[key] = build_teacher(self.spec, video_path, self.device)
+        return self._teachers[key]
+
+    def label_many(self, requests: Sequence[tuple[str | None, int, np.ndarray]]) -> list[np.ndarray]:
+        """[(video_path, frame_index, frame)] -> one label map per request, in order."""
+        groups: dict[int, list[int]] = {}
+        teachers: dict[int, Teacher] = {}
+        for position, (video, _, _) in enumerate(requests):
+            teacher = self.teacher_for(video)
+            groups.setdefault(id(teacher), []).append(position)
+            teachers[id(teacher)] = teacher
+        out: list[np.ndarray | None] = [None] * len(requests)
+        for key, positions in groups.items():
+            shapes = {requests[p][2].shape for p in positions}
+            for shape in shapes:  # frames of different sizes cannot share a tensor
+                same = [p for p in positions if requests[p][2].shape == shape]
+                frames = np.stack([requests[p][2] for p in same])
+                labels = checked_labels(teachers[key], frames, [requests[p][1] for p in same])
+                for p, l in zip(same, labels):
+                    out[p] = l
+        return out  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Ray actors of ams-ray. Thin: each holds a library object and moves its messages."""

@@ -1,0 +1,42 @@
+"""Starting or joining Ray on loopback, and checking placement before creating actors."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+from ams_ray.placement import Demand, check_fits
+
+
+def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
+            metrics_export_port: int | None = None) -> None:
+    """Join `address` ("auto" or HOST:PORT), or start a single loopback-only node."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if ray.is_initialized():
+        return
+    runtime_env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        return
+    kwargs = {"_metrics_export_port": metrics_export_port} if metrics_export_port else {}
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+             runtime_env=runtime_env, log_to_driver=False, **kwargs)
+
+
+def alive_node_resources() -> list[dict[str, float]]:
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def ensure_fits(demands: list[Demand]) -> None:
+    check_fits(demands, alive_node_resources())
+
+
+def ray_options(resources: dict[str, float]) -> dict:
+    """Ray's actor options from a flat resource dict (CPU/GPU are keyword arguments)."""
+    custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU")}
+    options = {"num_cpus": resources.get("CPU", 0.0), "num_gpus": resources.get("GPU", 0.0)}
+    if custom:
+        options["resources"] = custom
+    return options

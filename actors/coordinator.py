@@ -1,0 +1,45 @@
+"""The coordinator: registers streams, grants training turns by policy, gathers staleness."""
+
+from __future__ import annotations
+
+import asyncio
+
+import ray
+
+from ams_ray.scheduling import make_policy
+
+
+@ray.remote(num_cpus=0)
+class Coordinator:
+    def __init__(self, scheduler: str) -> None:
+        self.policy = make_policy(scheduler)
+        self.streams: dict[str, str] = {}  # stream -> device
+        self._grants: dict[str, asyncio.Event] = {}
+        self.staleness_s: dict[str, list[float]] = {}
+        self.waits_s: dict[str, list[float]] = {}
+
+    def register(self, stream_id: str, device: str) -> None:
+        self.streams[stream_id] = device
+        self.staleness_s.setdefault(stream_id, [])
+        self.waits_s.setdefault(stream_id, [])
+
+    async def acquire(self, stream_id: str, priority: float = 0.0) -> None:
+        """Returns when the stream may train on its device."""
+        device = self.streams[stream_id]
+        if self.policy.request(stream_id, device, priority):
+            return
+        event = self._grants.setdefault(stream_id, asyncio.Event())
+        await event.wait()
+        event.clear()
+
+    def release(self, stream_id: str, wait_s: float) -> None:
+        self.waits_s[stream_id].append(wait_s)
+        for granted in self.policy.release(stream_id, self.streams[stream_id]):
+            self._grants.setdefault(granted, asyncio.Event()).set()
+
+    def report_staleness(self, stream_id: str, staleness_s: float) -> None:
+        self.staleness_s[stream_id].append(staleness_s)
+
+    def summary(self) -> dict:
+        return {"scheduler": self.policy.name, "staleness_s": self.staleness_s, "waits_s": self.waits_s,
+                "devices": self.streams}

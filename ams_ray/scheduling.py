@@ -1,0 +1,67 @@
+"""Who may train now, when trainers share a device.
+
+A policy is pure bookkeeping (no Ray, no clocks) so it can be tested directly; the Ray
+coordinator actor only turns its decisions into awaited events.
+
+- `concurrent`: every trainer trains as soon as it is due; devices are time-shared.
+- `round_robin`: one trainer per device at a time, in the order they became due (the
+  paper's multi-client setting). Each stream asks once per period, so FIFO is round robin.
+
+A smarter policy (e.g. train first the streams whose accuracy is falling fastest) only
+needs to order `_waiting` by the `priority` that `request` already receives.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+
+
+class ConcurrentPolicy:
+    name = "concurrent"
+
+    def request(self, stream_id: str, device: str, priority: float = 0.0) -> bool:
+        return True
+
+    def release(self, stream_id: str, device: str) -> list[str]:
+        return []
+
+
+class RoundRobinPolicy:
+    name = "round_robin"
+
+    def __init__(self, slots_per_device: int = 1) -> None:
+        if slots_per_device < 1:
+            raise ValueError(f"slots_per_device must be >= 1, got {slots_per_device}")
+        self.slots = slots_per_device
+        self._holders: dict[str, set[str]] = defaultdict(set)
+        self._waiting: dict[str, deque[str]] = defaultdict(deque)
+
+    def request(self, stream_id: str, device: str, priority: float = 0.0) -> bool:
+        """True if the stream may train now; otherwise it is queued until a release grants it."""
+        if stream_id in self._holders[device]:
+            return True
+        if len(self._holders[device]) < self.slots and not self._waiting[device]:
+            self._holders[device].add(stream_id)
+            return True
+        if stream_id not in self._waiting[device]:
+            self._waiting[device].append(stream_id)
+        return False
+
+    def release(self, stream_id: str, device: str) -> list[str]:
+        """Free the stream's slot; returns the streams granted in its place."""
+        self._holders[device].discard(stream_id)
+        granted = []
+        while self._waiting[device] and len(self._holders[device]) < self.slots:
+            nxt = self._waiting[device].popleft()
+            self._holders[device].add(nxt)
+            granted.append(nxt)
+        return granted
+
+
+POLICIES = {"concurrent": ConcurrentPolicy, "round_robin": RoundRobinPolicy}
+
+
+def make_policy(name: str):
+    if name not in POLICIES:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(POLICIES)}")
+    return POLICIES[name]()

@@ -1,0 +1,1 @@
+"""Ray Serve applications of ams-ray: the shared, batched teacher."""

@@ -1,0 +1,55 @@
+"""The Teacher deployment: one batched labelling service shared by every stream.
+
+Each request is one frame (with its video and frame index, which cached teachers need);
+`@serve.batch` gathers requests from all streams into one `TeacherPool.label_many` call,
+so a model teacher runs one forward pass per batch. Every reply carries the size of the
+batch it rode in, which is how callers measure batching without a side channel.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from ray import serve
+
+from ams_ray.teachers import TeacherPool
+
+DEPLOYMENT_NAME = "Teacher"
+APP_NAME = "ams-teacher"
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+class TeacherDeployment:
+    def __init__(self, spec: str, max_batch_size: int, batch_wait_s: float, device: str = "cpu") -> None:
+        self.pool = TeacherPool(spec, device)
+        self.label.set_max_batch_size(max_batch_size)
+        self.label.set_batch_wait_timeout_s(batch_wait_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def label(self, requests: list[tuple[str | None, int, np.ndarray]]) -> list[tuple[np.ndarray, int, float]]:
+        began = time.perf_counter()
+        labels = self.pool.label_many(requests)
+        seconds = time.perf_counter() - began
+        return [(l, len(requests), seconds) for l in labels]
+
+    async def num_classes(self, video_path: str | None = None) -> int:
+        return self.pool.teacher_for(video_path).num_classes
+
+
+def teacher_app(
+    spec: str,
+    replicas: int = 1,
+    max_batch_size: int = 8,
+    batch_wait_s: float = 0.02,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+):
+    """The bound application; `max_ongoing_requests` is kept >= 2x the batch, or Serve
+    would hand each replica too few requests to ever fill a batch."""
+    device = "cuda" if num_gpus > 0 else "cpu"
+    return TeacherDeployment.options(
+        num_replicas=replicas,
+        max_ongoing_requests=max(2 * max_batch_size, 16),
+        ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
+    ).bind(spec, max_batch_size, batch_wait_s, device)
