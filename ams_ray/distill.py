@@ -65,10 +65,12 @@ class OnlineDistiller:
         encoding: Encoding = "compact",
         seed: int = 0,
         shadow_encoding: Encoding | None = None,
+        device: str = "cpu",
     ) -> None:
         """`shadow_encoding` also encodes every update in a second format, only to record its
         size in `shadow_sizes`, so two packet formats are compared on identical updates."""
-        self.model = model.eval()  # BatchNorm statistics stay frozen: batches are tiny and from one scene
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)  # BatchNorm statistics stay frozen: batches are tiny, one scene
         self.training, self.strategy = training, strategy
         self.stream_id, self.encoding = stream_id, encoding
         self.shadow_encoding = shadow_encoding
@@ -99,7 +101,7 @@ class OnlineDistiller:
     def _batch(self, window: FrameWindow) -> tuple[torch.Tensor, torch.Tensor]:
         frames, labels = window.sample(self.rng, self.training.batch_size, self.training.recent_fraction,
                                        self.training.send_period_s)
-        return torch.from_numpy(frames), torch.from_numpy(labels).long()
+        return torch.from_numpy(frames).to(self.device), torch.from_numpy(labels).to(self.device).long()
 
     def _loss(self, window: FrameWindow) -> torch.Tensor:
         frames, labels = self._batch(window)
@@ -121,7 +123,7 @@ class OnlineDistiller:
         grads = torch.autograd.grad(loss, self.params)
         magnitude = torch.cat([g.abs().flatten() for g in grads])
         keep = max(1, int(round(self.strategy.fraction * magnitude.numel())))
-        chosen = torch.zeros(magnitude.numel(), dtype=torch.bool)
+        chosen = torch.zeros(magnitude.numel(), dtype=torch.bool, device=magnitude.device)
         chosen[torch.topk(magnitude, keep, sorted=False).indices] = True
         masks, offset = [], 0
         for p in self.params:
@@ -160,9 +162,9 @@ class OnlineDistiller:
         return RoundResult(packet, None, loss_value, coords, time.perf_counter() - began)
 
     def train_once(self, window: FrameWindow, iterations: int) -> RoundResult:
-        """A longer single round (the `one_time` baseline)."""
+        """A longer single round over the whole window, uniformly (the `one_time` baseline)."""
         original = self.training
-        self.training = original.model_copy(update={"iterations": iterations})
+        self.training = original.model_copy(update={"iterations": iterations, "recent_fraction": 0.0})
         try:
             return self.train_round(window)
         finally:
@@ -175,11 +177,11 @@ class OnlineDistiller:
         restart = self.training.restart_from_pretrained
         tensors = []
         for index, (p, s) in enumerate(zip(self.params, start)):
-            delta = (p.detach() - s).flatten().numpy()
+            delta = (p.detach() - s).flatten().cpu().numpy()
             if masks is None:
                 tensors.append(TensorDelta(index, None, delta.astype(np.float32)))
                 continue
-            coords = np.flatnonzero(masks[index].flatten().numpy())
+            coords = np.flatnonzero(masks[index].flatten().cpu().numpy())
             if coords.size:
                 tensors.append(TensorDelta(index, coords, delta[coords].astype(np.float32)))
         self.sequence += 1
@@ -204,11 +206,11 @@ class OnlineDistiller:
         mirror = [b.clone() for b in base]
         for t in packet.tensors:
             flat = mirror[t.index].view(-1)
-            values = torch.from_numpy(t.values)
+            values = torch.from_numpy(t.values).to(flat.device)
             if t.coords is None:
                 flat += values
             else:
-                flat[torch.from_numpy(t.coords)] += values
+                flat[torch.from_numpy(t.coords).to(flat.device)] += values
         self.mirror = mirror
         self.version = packet.version
         self._load(self.mirror)

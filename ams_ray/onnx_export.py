@@ -36,7 +36,8 @@ def _export_mode(model: StudentNet):
 
 
 def export_edge_bundle(model: StudentNet, height: int, width: int, trainable: list[str]) -> EdgeModelBundle:
-    example = torch.zeros(1, height, width, 3, dtype=torch.uint8)
+    device = next(model.parameters()).device
+    example = torch.zeros(1, height, width, 3, dtype=torch.uint8, device=device)
     buffer = io.BytesIO()
     with _export_mode(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deliberate: see above
@@ -54,7 +55,7 @@ def export_edge_bundle(model: StudentNet, height: int, width: int, trainable: li
             export_params=False,
         )
     state = {
-        name: tensor.detach().cpu().numpy().astype(np.float32, copy=True)
+        name: tensor.detach().cpu().numpy().astype(np.float32, copy=True)  # the edge runs on CPU
         for name, tensor in model.state_dict().items()
         if tensor.is_floating_point()
     }

@@ -21,14 +21,16 @@ class Demand:
     resources: dict[str, float]  # per actor, Ray resource names ("CPU", "GPU", custom)
 
 
-def trainer_resources(cluster_gpus: float, gpus_per_trainer: float | None, cpus_per_trainer: float,
+def trainer_resources(cluster_gpus: float, clients: int, gpus_per_trainer: float | None, cpus_per_trainer: float,
                       role_resource: str | None = None) -> dict[str, float]:
-    """GPU fraction when the cluster has GPUs (or one was asked for), else a CPU fraction."""
+    """A GPU fraction when one is asked for or the cluster has GPUs (by default the GPUs
+    shared evenly, at most one each), plus a CPU fraction always, since Ray would otherwise
+    reserve a whole CPU per actor."""
     resources = {"CPU": cpus_per_trainer}
+    if gpus_per_trainer is None and cluster_gpus > 0:
+        gpus_per_trainer = min(1.0, cluster_gpus / clients)
     if gpus_per_trainer:
         resources["GPU"] = gpus_per_trainer
-    elif cluster_gpus > 0:
-        resources["GPU"] = 0.0
     if role_resource:
         resources[role_resource] = 0.001
     return {k: v for k, v in resources.items() if v > 0}

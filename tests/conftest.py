@@ -23,3 +23,22 @@ def short_video(cache_dir):
     from ams_ray.datasets import materialize_synthetic
 
     return materialize_synthetic(seed=7, duration_s=40.0, height=64, width=128, cache_dir=cache_dir, progress=False)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A real single-node Ray cluster on loopback with one *logical* GPU.
+
+    The GPU is a fake only in that no CUDA device backs it (none exists here): Ray packs
+    fractional GPU requests on it exactly as on a real one, while training runs on CPU.
+    """
+    import ray
+
+    from actors.cluster import connect
+
+    connect(None, num_cpus=4, num_gpus=1)
+    yield ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()

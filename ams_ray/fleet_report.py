@@ -1,0 +1,106 @@
+"""Summaries, tables and plots of a multi-stream run, from the per-stream reports.
+
+Pure functions of plain dicts (what the Ray actors return), so they are tested without Ray
+and reused by every benchmark that runs a fleet.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ams_ray.metrics import MiouTrace  # noqa: E402
+
+STREAM_COLUMNS = ("stream_id", "frames", "miou", "pretrained_miou", "miou_gain", "uplink_kbps", "downlink_kbps",
+                  "updates_applied", "p95_staleness_s", "max_lag_s", "train_seconds", "failed")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else math.nan
+
+
+def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], clients: int, wall_s: float,
+              speed: float, memory_samples_gb: list[float]) -> dict:
+    staleness = [s for e in edges for s in e["staleness_s"]]
+    batches = [b for t in trainers for b in t["teacher_batches"]]
+    ok = [e for e in edges if e["stream_id"] not in failed]
+    baseline = memory_samples_gb[0] if memory_samples_gb else math.nan
+    peak = max(memory_samples_gb) if memory_samples_gb else math.nan
+    return {
+        "clients": clients,
+        "completed": len(ok),
+        "failed": len(failed),
+        "failures": failed,
+        "mean_miou": float(np.mean([e["miou"] for e in ok])) if ok else math.nan,
+        "mean_pretrained_miou": float(np.mean([e["pretrained_miou"] for e in ok])) if ok else math.nan,
+        "mean_miou_gain": float(np.mean([e["miou"] - e["pretrained_miou"] for e in ok])) if ok else math.nan,
+        "p50_staleness_s": _percentile(staleness, 50),
+        "p95_staleness_s": _percentile(staleness, 95),
+        "uplink_kbps": float(np.mean([e["uplink_kbps"] for e in edges])) if edges else math.nan,
+        "downlink_kbps": float(np.mean([e["downlink_kbps"] for e in edges])) if edges else math.nan,
+        "teacher_frames_per_s": len(batches) / wall_s if wall_s else math.nan,
+        "mean_teacher_batch": float(np.mean(batches)) if batches else math.nan,
+        "trainer_busy_fraction": float(np.mean([t["train_seconds"] for t in trainers])) / wall_s if trainers else math.nan,
+        "peak_memory_gb": peak,
+        "baseline_memory_gb": baseline,
+        "memory_per_stream_gb": (peak - baseline) / clients if clients else math.nan,
+        "max_lag_s": max((e["max_lag_s"] for e in edges), default=math.nan),
+        "wall_s": wall_s,
+        "speed": speed,
+    }
+
+
+def stream_rows(edges: list[dict], trainers: list[dict], failed: dict[str, str]) -> list[dict]:
+    train_seconds = {t["stream_id"]: t["train_seconds"] for t in trainers}
+    rows = []
+    for e in edges:
+        rows.append({
+            "stream_id": e["stream_id"], "frames": e["frames"], "miou": round(e["miou"], 3),
+            "pretrained_miou": round(e["pretrained_miou"], 3), "miou_gain": round(e["miou"] - e["pretrained_miou"], 3),
+            "uplink_kbps": round(e["uplink_kbps"], 3), "downlink_kbps": round(e["downlink_kbps"], 3),
+            "updates_applied": e["updates_applied"], "p95_staleness_s": round(_percentile(e["staleness_s"], 95), 3),
+            "max_lag_s": round(e["max_lag_s"], 3), "train_seconds": round(train_seconds.get(e["stream_id"], 0.0), 3),
+            "failed": failed.get(e["stream_id"], ""),
+        })
+    reported = {r["stream_id"] for r in rows}
+    rows += [{**{c: "" for c in STREAM_COLUMNS}, "stream_id": s, "failed": why} for s, why in failed.items()
+             if s not in reported]
+    return rows
+
+
+def write_report(out_dir: Path, summary: dict, rows: list[dict], edges: list[dict]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    with open(out_dir / "streams.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=STREAM_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for e in edges:
+        t, v = MiouTrace(e["times_s"], e["miou_trace"]).windowed(10.0)
+        ax.plot(t, v, linewidth=0.8, alpha=0.8)
+    ax.set_xlabel("video time (s)")
+    ax.set_ylabel("mIoU (%), 10 s moving average")
+    ax.set_title(f"mIoU over time, {len(edges)} streams (mean gain {summary['mean_miou_gain']:+.1f})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "miou_over_time.png", dpi=110)
+    plt.close(fig)
+    staleness = [s for e in edges for s in e["staleness_s"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(staleness, bins=40, color="tab:orange")
+    ax.axvline(summary["p95_staleness_s"], color="k", linestyle="--", label=f"p95 {summary['p95_staleness_s']:.1f} s")
+    ax.set_xlabel("update staleness (s): training due -> packet applied on the edge")
+    ax.set_ylabel("updates")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "staleness.png", dpi=110)
+    plt.close(fig)
