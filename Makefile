@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow
+.PHONY: demo compare test test-slow
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(PY) benchmarks/multi_client.py --clients 32 --speed 0.35 --out runs/multi_client
+
+compare: $(STAMP)
 	$(PY) -m ams_ray compare --video synthetic --seed 0 --duration 300 --out runs/compare
 
 test: $(STAMP)

@@ -13,9 +13,16 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
             metrics_export_port: int | None = None) -> None:
     """Join `address` ("auto" or HOST:PORT), or start a single loopback-only node."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if ray.is_initialized():
         return
+    from ray._private import ray_constants
+
+    if not address and ray_constants.ENABLE_RAY_CLUSTER:
+        raise RuntimeError(
+            "ray was imported before actors.loopback.use_loopback_only(): a new cluster would bind this machine's "
+            "network address; call use_loopback_only() first (or set "
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) before importing ray"
+        )
     runtime_env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)

@@ -4,6 +4,7 @@ uploads chunks to its trainer and applies the packets that come back. Never impo
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import numpy as np
@@ -91,4 +92,5 @@ class EdgeStream:
             "updates_applied": self.client.updates_applied, "rejected_packets": self.client.rejected_packets,
             "staleness_s": self.staleness_s, "max_lag_s": self.max_lag_s, "times_s": trace.times_s,
             "miou_trace": trace.values, "errors": errors, "node_id": ray.get_runtime_context().get_node_id(),
+            "torch_loaded": "torch" in sys.modules,  # must stay False: torch costs ~430 MB per process
         }

@@ -92,9 +92,11 @@ def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | Non
     trainer_nodes = [n for n in alive_node_resources() if server_role is None or server_role in n]
     cluster_gpus = sum(n.get("GPU", 0.0) for n in trainer_nodes)
     trainer_cpus = sum(n.get("CPU", 0.0) for n in trainer_nodes)
-    # Logical CPU shares only decide placement (training threads are capped at one each);
-    # leave a fifth of the trainer nodes' CPUs for the teacher replicas and video tasks.
-    cpus_per_trainer = config.cpus_per_trainer or min(1.0, max(0.01, round(0.8 * trainer_cpus / config.clients, 3)))
+    edges_share = 0.0 if _role("edge") else config.cpus_per_edge * config.clients
+    # Logical CPU shares only decide placement (each trainer trains on one thread): split
+    # what the teacher and co-located edges leave on the trainer nodes, keeping a tenth spare.
+    spare = trainer_cpus - config.teacher_cpus * config.teacher_replicas - edges_share
+    cpus_per_trainer = config.cpus_per_trainer or min(1.0, max(0.001, round(0.9 * spare / config.clients, 3)))
     trainer_res = trainer_resources(cluster_gpus, config.clients, config.gpus_per_trainer, cpus_per_trainer,
                                     server_role)
     edge_res = {"CPU": config.cpus_per_edge, **({"edge": 0.001} if _role("edge") else {})}

@@ -6,27 +6,29 @@ ATR -> if a round is due: wait for the coordinator's turn, train, send the packe
 
 from __future__ import annotations
 
-import logging
 import time
 
 import numpy as np
 import ray
-import torch
 
-from ams_ray.config import AmsConfig
-from ams_ray.distill import OnlineDistiller
 from ams_ray.messages import SampleChunk
-from ams_ray.server_stream import StreamSession
-from ams_ray.simulate import STRATEGIES
-from ams_ray.students import build_student
 
-log = logging.getLogger(__name__)
+# torch and everything that imports it are imported inside the actor, never at module level:
+# an edge holding a handle to this actor imports this module, and must stay free of torch.
 
 
 @ray.remote(max_restarts=0)
 class StreamTrainer:
     def __init__(self, stream_id: str, video_path: str, student_spec: str, num_classes: int, config_json: str,
                  strategy: str, teacher_handle, coordinator) -> None:
+        import torch
+
+        from ams_ray.config import AmsConfig
+        from ams_ray.distill import OnlineDistiller
+        from ams_ray.server_stream import StreamSession
+        from ams_ray.simulate import STRATEGIES
+        from ams_ray.students import build_student
+
         torch.set_num_threads(1)
         self.stream_id, self.video_path = stream_id, video_path
         self.config = AmsConfig.model_validate_json(config_json)

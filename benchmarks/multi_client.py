@@ -49,6 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.address is None:
+        from actors.loopback import use_loopback_only
+
+        use_loopback_only()  # before ray is imported
     import ray
 
     from actors.cluster import connect

@@ -30,7 +30,9 @@ def main() -> int:
     p.add_argument("--cpus", type=float, default=2.0, help="CPUs for the replica and the local loop's torch threads")
     p.add_argument("--results-dir", type=Path, default=Path("runs/teacher"))
     args = p.parse_args()
+    from actors.loopback import use_loopback_only
 
+    use_loopback_only()  # before ray is imported
     import torch
     from torchvision.models import segmentation
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from actors.loopback import use_loopback_only
+
+use_loopback_only()  # before any test imports ray: test clusters stay on 127.0.0.1
 torch.set_num_threads(1)
 
 

@@ -11,7 +11,9 @@ def test_streams_adapt_end_to_end_on_packed_fractional_gpus(ray_local, cache_dir
     config = FleetConfig(clients=2, duration_s=30.0, speed=3.0, cache_dir=cache_dir, seed_base=500,
                          teacher_cpus=0.5)
     result = run_fleet(config)
+    assert {n["NodeManagerAddress"] for n in ray_local.nodes()} == {"127.0.0.1"}
     assert result.failed == {}
+    assert not any(edge["torch_loaded"] for edge in result.edges), "edges must never import torch"
     summary = summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 3.0,
                         result.memory_samples_gb)
     assert summary["completed"] == 2
