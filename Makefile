@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo compare test test-slow
+.PHONY: demo multi-client test test-slow
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV)
@@ -13,10 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) benchmarks/multi_client.py --clients 32 --speed 0.35 --out runs/multi_client
-
-compare: $(STAMP)
 	$(PY) -m ams_ray compare --video synthetic --seed 0 --duration 300 --out runs/compare
+
+multi-client: $(STAMP)
+	$(PY) benchmarks/multi_client.py --clients 8 --speed 0.5 --out runs/multi_client
 
 test: $(STAMP)
 	$(PY) -m pytest -q

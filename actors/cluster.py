@@ -23,7 +23,9 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
             "network address; call use_loopback_only() first (or set "
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) before importing ray"
         )
-    runtime_env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}}
+    # MALLOC_ARENA_MAX: glibc gives every thread its own malloc arena, and torch's CPU
+    # threads fragment them; capping arenas keeps each trainer's resident memory flat.
+    runtime_env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return
