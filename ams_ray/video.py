@@ -19,14 +19,6 @@ class VideoError(ValueError):
     """A video that cannot be used; the message says which file and what to do."""
 
 
-def resize_rgb(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scale an RGB uint8 frame with swscale (bilinear), the scaler the decoder uses too."""
-    if frame.shape[:2] == (height, width):
-        return frame
-    video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-    return video_frame.to_ndarray(width=width, height=height, format="rgb24")
-
-
 class VideoReader:
     """Decodes a video file to RGB frames at the size the models expect."""
 

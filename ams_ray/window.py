@@ -55,10 +55,3 @@ class FrameWindow:
             rng.choice(n, size=batch_size - n_recent, replace=n < batch_size - n_recent),
         ]).astype(np.int64)
         return (np.stack([self._items[i][1] for i in idx]), np.stack([self._items[i][2] for i in idx]))
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Everything in the window, e.g. for a checkpoint or a one-off training."""
-        if not self._items:
-            return np.zeros(0), np.zeros((0, 0, 0, 3), np.uint8), np.zeros((0, 0, 0), np.uint8)
-        times, frames, labels = zip(*self._items)
-        return np.asarray(times), np.stack(frames), np.stack(labels)
