@@ -84,9 +84,16 @@ def write_report(out_dir: Path, summary: dict, rows: list[dict], edges: list[dic
         writer.writeheader()
         writer.writerows(rows)
     fig, ax = plt.subplots(figsize=(10, 4.5))
+    grid = np.arange(0.0, max((e["times_s"][-1] for e in edges if e["times_s"]), default=0.0), 1.0)
+    smoothed = []
     for e in edges:
         t, v = MiouTrace(e["times_s"], e["miou_trace"]).windowed(10.0)
-        ax.plot(t, v, linewidth=0.8, alpha=0.8)
+        ax.plot(t, v, linewidth=0.7, alpha=0.35)
+        if len(t):
+            smoothed.append(np.interp(grid, t, v, right=np.nan))
+    if smoothed and len(grid):
+        ax.plot(grid, np.nanmean(smoothed, axis=0), color="black", linewidth=2.2, label="mean over streams")
+        ax.legend(loc="lower right")
     ax.set_xlabel("video time (s)")
     ax.set_ylabel("mIoU (%), 10 s moving average")
     ax.set_title(f"mIoU over time, {len(edges)} streams (mean gain {summary['mean_miou_gain']:+.1f})")
