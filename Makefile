@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(PY) -m ams_ray compare --video synthetic --seed 0 --duration 300 --out runs/compare
 
 multi-client: $(STAMP)
-	$(PY) benchmarks/multi_client.py --clients 8 --speed 0.5 --out runs/multi_client
+	$(PY) benchmarks/multi_client.py --clients 4 --speed 0.25 --out runs/multi_client
 
 test: $(STAMP)
 	$(PY) -m pytest -q
