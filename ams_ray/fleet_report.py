@@ -51,7 +51,7 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "trainer_busy_fraction": float(np.mean([t["train_seconds"] for t in trainers])) / wall_s if trainers else math.nan,
         "peak_memory_gb": peak,
         "baseline_memory_gb": baseline,
-        "memory_per_stream_gb": (peak - baseline) / clients if clients else math.nan,
+        "memory_per_stream_gb": peak / clients if clients else math.nan,  # machine-wide, Ray's own share included
         "max_lag_s": max((e["max_lag_s"] for e in edges), default=math.nan),
         "wall_s": wall_s,
         "speed": speed,
