@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 _MAGIC = b"AMSC"
 _PREFIX = struct.Struct("<4sI")
@@ -29,6 +30,11 @@ class SampleChunk:
         return len(self.to_bytes())
 
     def to_bytes(self) -> bytes:
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
+        """Serialised once: the sender both counts and sends these bytes."""
         header = json.dumps(
             {"stream": self.stream_id, "seq": self.sequence, "frames": self.frame_indices, "times": self.times_s},
             separators=(",", ":"),

@@ -31,7 +31,6 @@ class SessionStats:
     skipped_rounds: list[str] = field(default_factory=list)
     duplicate_chunks: int = 0
     missing_chunks: int = 0
-    phi_history: list[tuple[float, float]] = field(default_factory=list)
     rate_history: list[tuple[float, float]] = field(default_factory=list)
     period_history: list[tuple[float, float]] = field(default_factory=list)
 
@@ -73,8 +72,6 @@ class StreamSession:
         self._last_label = labels[-1]
         phi = phi_score(history, self.num_classes)
         now = chunk.times_s[-1]
-        if phi is not None:
-            self.stats.phi_history.append((now, phi))
         rate = self.asr.update(phi)
         self.atr.observe(phi, now)
         self.stats.chunks += 1

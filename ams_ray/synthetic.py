@@ -225,7 +225,8 @@ class SyntheticVideo:
         return objects
 
     # ----------------------------------------------------------------- frames
-    def _render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame and exact labels together, from one rendering."""
         if not 0 <= index < self.num_frames:
             raise IndexError(f"frame {index} outside video of {self.num_frames} frames")
         t = index / self.fps
@@ -268,12 +269,12 @@ class SyntheticVideo:
             image[top : top + band, x_left:x_right] = (230.0, 190.0, 160.0)
 
     def frame(self, index: int) -> np.ndarray:
-        return self._render(index)[0]
+        return self.render(index)[0]
 
     def labels(self, index: int) -> np.ndarray:
-        return self._render(index)[1]
+        return self.render(index)[1]
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         stop = self.num_frames if stop is None else min(stop, self.num_frames)
         for index in range(start, stop):
-            yield self._render(index)
+            yield self.render(index)

@@ -38,7 +38,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     video = SyntheticVideo(0, duration_s=300.0)
-    synthetic_fps = _rate(lambda i: video._render(i), 3000)
+    synthetic_fps = _rate(lambda i: video.render(i), 3000)
     student = build_student("tiny", NUM_CLASSES)
     distiller = OnlineDistiller(student, TrainingConfig(), Strategy())
     edge = EdgeModel(distiller.edge_bundle(128, 256), threads=1)

@@ -37,7 +37,7 @@ def generic_frames(seed_base: int, videos: int, per_video: int, desc: str) -> tu
         video = SyntheticVideo(seed_base + k, duration_s=300.0)
         rng = np.random.default_rng(seed_base + k)
         picks = sorted(rng.choice(video.num_frames, size=per_video, replace=False))
-        rendered = [video._render(int(i)) for i in picks]
+        rendered = [video.render(int(i)) for i in picks]
         chunk = np.stack([f for f, _ in rendered])
         frames.append(decode_chunk(encode_chunk(chunk), per_video))
         labels.append(np.stack([l for _, l in rendered]))
