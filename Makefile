@@ -4,7 +4,9 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo multi-client test test-slow
+.PHONY: demo multi-client test test-slow prometheus monitoring
+# The Prometheus test needs Debian's prometheus server; installed here when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV)
@@ -18,8 +20,15 @@ demo: $(STAMP)
 multi-client: $(STAMP)
 	$(PY) benchmarks/multi_client.py --clients 4 --speed 0.25 --out runs/multi_client
 
-test: $(STAMP)
+test: $(STAMP) prometheus
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) prometheus
 	$(PY) -m pytest -q -m slow
+
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || $(SUDO) apt-get install -y --no-install-recommends prometheus \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
+
+monitoring: $(STAMP) prometheus
+	$(PY) -m monitoring.launch

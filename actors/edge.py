@@ -10,12 +10,16 @@ import time
 import numpy as np
 import ray
 
+from actors.metrics import EdgeMetrics
 from ams_ray.config import AmsConfig
 from ams_ray.edge_client import EdgeClient
 from ams_ray.edge_runtime import EdgeModel
-from ams_ray.metrics import frame_miou
+from ams_ray.metrics import MiouTrace, frame_miou
 from ams_ray.teachers import TeacherPool
 from ams_ray.video import VideoReader
+
+
+MIOU_WINDOW_S = 10.0  # video seconds behind the exported mIoU gauges
 
 
 @ray.remote(max_restarts=0)
@@ -30,7 +34,9 @@ class EdgeStream:
                                  self.config.training.send_period_s, self.config.video.chunk_crf)
         self.pretrained = EdgeModel(bundle)  # never updated: the baseline on the very same frames
         self.labels = TeacherPool(teacher_spec)  # evaluation needs cached labels (oracle / labels:DIR)
-        self.pretrained_scores: list[float] = []
+        self.pretrained_trace = MiouTrace()
+        self.metrics = EdgeMetrics(stream_id)
+        self._frames_reported = 0
         self.staleness_s: list[float] = []
         self.frames_done = 0
         self.max_lag_s = 0.0
@@ -43,8 +49,10 @@ class EdgeStream:
         self.client.set_sampling_rate(rate_fps)
 
     def deliver(self, packet: bytes, due_wall: float) -> None:
-        if self.client.apply_packet(packet):
-            staleness = time.time() - due_wall
+        applied = self.client.apply_packet(packet)
+        staleness = time.time() - due_wall
+        self.metrics.packet(len(packet), applied, staleness)
+        if applied:
             self.staleness_s.append(staleness)
             self.coordinator.report_staleness.remote(self.stream_id, staleness)
 
@@ -67,25 +75,27 @@ class EdgeStream:
             chunk = self.client.observe(index, video_s, frame)
             if chunk is not None:
                 self.upload_refs.append(self.trainer.receive_chunk.remote(chunk.to_bytes(), time.time()))
+                self.metrics.uploaded(len(chunk.frame_indices), chunk.num_bytes)
             if index % self.config.eval_every == 0:
-                truth = self.labels.label_many([(self.video_path, index, frame)])[0]
-                self.client.evaluate(video_s, frame, truth)
-                baseline = self.pretrained.predict(frame[None])[0]
-                self.pretrained_scores.append(frame_miou(truth, baseline, self.client.model.num_classes))
+                self._evaluate(index, video_s, frame)
             self.frames_done = index + 1
             await asyncio.sleep(0)  # let packets and rate changes in between frames
+        if self.frames_done > self._frames_reported:
+            self.metrics.frames_played.inc(self.frames_done - self._frames_reported)
+            self._frames_reported = self.frames_done
         errors = []
         for ref in self.upload_refs:  # surface a trainer failure instead of hiding it
             try:
                 await ref
             except Exception as exc:  # noqa: BLE001 - reported per stream, never fatal to the others
+                self.metrics.errors.count("upload_failed")
                 errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
                 break
         duration = self.frames_done / fps
         trace = self.client.trace
         return {
             "stream_id": self.stream_id, "frames": self.frames_done, "duration_s": duration,
-            "miou": trace.mean, "pretrained_miou": float(np.mean(self.pretrained_scores)) if self.pretrained_scores else float("nan"),
+            "miou": trace.mean, "pretrained_miou": self.pretrained_trace.mean,
             "uplink_bytes": self.client.bandwidth.uplink_bytes, "downlink_bytes": self.client.bandwidth.downlink_bytes,
             "uplink_kbps": self.client.bandwidth.uplink_kbps(duration),
             "downlink_kbps": self.client.bandwidth.downlink_kbps(duration),
@@ -94,3 +104,14 @@ class EdgeStream:
             "miou_trace": trace.values, "errors": errors, "node_id": ray.get_runtime_context().get_node_id(),
             "torch_loaded": "torch" in sys.modules,  # must stay False: torch costs ~430 MB per process
         }
+
+    def _evaluate(self, index: int, video_s: float, frame: np.ndarray) -> None:
+        """Score the live model and the pretrained one on the teacher's labels of this frame."""
+        truth = self.labels.label_many([(self.video_path, index, frame)])[0]
+        self.client.evaluate(video_s, frame, truth)
+        baseline = self.pretrained.predict(frame[None])[0]
+        self.pretrained_trace.add(video_s, frame_miou(truth, baseline, self.client.model.num_classes))
+        played = index + 1
+        self.metrics.evaluated(played - self._frames_reported, self.client.trace.recent_mean(MIOU_WINDOW_S),
+                               self.pretrained_trace.recent_mean(MIOU_WINDOW_S), self.client.sampling_rate_fps)
+        self._frames_reported = played

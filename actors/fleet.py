@@ -47,6 +47,9 @@ class FleetConfig:
     teacher_gpus: float = 0.0
     ready_timeout_s: float = 120.0
     cache_dir: Path | None = None
+    # Ray's workers push metrics to the node's exporter every few seconds (10 s by default):
+    # keep the actors this long after the run so the final counts reach Prometheus.
+    metrics_flush_s: float = 0.0
 
 
 @dataclass
@@ -82,7 +85,14 @@ def _videos(config: FleetConfig, ams: AmsConfig) -> list[str]:
     return ray.get([make.remote(config.seed_base + i) for i in range(config.clients)])
 
 
-def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | None = None) -> FleetResult:
+def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | None = None,
+              on_started: Callable[[dict, dict], None] | None = None) -> FleetResult:
+    """Run every stream to the end of its video.
+
+    `on_progress(frames_done, streams_running)` is called about once a second;
+    `on_started(edges, trainers)` once the streams run, with their actor handles by stream id
+    (where a caller injects faults, or attaches its own probes).
+    """
     if not config.teacher.startswith(CACHED_TEACHERS):
         raise ValueError(f"edges score against cached labels; for teacher {config.teacher!r} run "
                          "`python -m ams_ray extract-labels` first and pass --teacher labels:DIR")
@@ -134,6 +144,8 @@ def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | Non
 
     run_began = time.time()
     runs = {e.run.remote(): sid for e, sid in zip(edges, ids)}
+    if on_started:
+        on_started(dict(zip(ids, edges)), dict(zip(ids, trainers)))
     memory = [_sample_memory_gb()]
     pending = list(runs)
     while pending:
@@ -160,6 +172,7 @@ def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | Non
         except ray.exceptions.RayError as exc:
             failed.setdefault(sid, f"trainer lost: {str(exc).splitlines()[0][:300]}")
     summary = ray.get(coordinator.summary.remote())
+    time.sleep(config.metrics_flush_s)
     for actor in [*edges, *trainers, coordinator]:
         ray.kill(actor)
     serve.delete(APP_NAME)

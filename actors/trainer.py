@@ -11,6 +11,7 @@ import time
 import numpy as np
 import ray
 
+from actors.metrics import TrainerMetrics
 from ams_ray.messages import SampleChunk
 
 # torch and everything that imports it are imported inside the actor, never at module level:
@@ -43,6 +44,7 @@ class StreamTrainer:
         self.teacher_batches: list[int] = []
         self.train_seconds = 0.0
         self.teacher_seconds = 0.0
+        self.metrics = TrainerMetrics(stream_id)
 
     def ready(self) -> str:
         return ray.get_runtime_context().get_node_id()
@@ -70,7 +72,10 @@ class StreamTrainer:
     def receive_chunk(self, data: bytes, sent_wall: float) -> None:
         """Handle one upload; trains when a round is due, then pushes the packet to the edge."""
         chunk = SampleChunk.from_bytes(data)
+        before = (self.session.stats.duplicate_chunks, self.session.stats.missing_chunks)
         rate = self.session.receive(chunk)
+        self.metrics.errors.count("duplicate_chunk", self.session.stats.duplicate_chunks - before[0])
+        self.metrics.errors.count("missing_chunk", self.session.stats.missing_chunks - before[1])
         self.edge.set_sampling_rate.remote(rate)
         now = chunk.times_s[-1]
         if not self.session.due(now):
@@ -78,12 +83,17 @@ class StreamTrainer:
         asked = time.time()
         ray.get(self.coordinator.acquire.remote(self.stream_id))
         waited = time.time() - asked
+        self.metrics.device_wait.observe(waited)
         try:
             began = time.perf_counter()
             result = self.session.train(now)
-            self.train_seconds += time.perf_counter() - began
+            seconds = time.perf_counter() - began
         finally:
             self.coordinator.release.remote(self.stream_id, waited)
+        self.train_seconds += seconds
+        self.metrics.training.observe(seconds)
+        if result.skipped:
+            self.metrics.errors.count("skipped_round")
         if result.packet is not None:
             self.edge.deliver.remote(result.packet, sent_wall)
 

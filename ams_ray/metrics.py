@@ -8,6 +8,7 @@ the time series and the headline figure consistent.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,13 @@ class MiouTrace:
     @property
     def mean(self) -> float:
         return float(np.mean(self.values)) if self.values else float("nan")
+
+    def recent_mean(self, window_s: float) -> float:
+        """Mean over the last `window_s` seconds up to the newest frame (the live gauge's value)."""
+        if not self.times_s:
+            return float("nan")
+        start = bisect.bisect_left(self.times_s, self.times_s[-1] - window_s)
+        return float(np.mean(self.values[start:]))
 
     def windowed(self, window_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Trailing moving average over `window_s` seconds, for readable plots."""

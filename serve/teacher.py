@@ -13,6 +13,7 @@ import time
 import numpy as np
 from ray import serve
 
+from actors.metrics import TeacherMetrics
 from ams_ray.teachers import TeacherPool
 
 DEPLOYMENT_NAME = "Teacher"
@@ -23,14 +24,30 @@ APP_NAME = "ams-teacher"
 class TeacherDeployment:
     def __init__(self, spec: str, max_batch_size: int, batch_wait_s: float, device: str = "cpu") -> None:
         self.pool = TeacherPool(spec, device)
-        self.label.set_max_batch_size(max_batch_size)
-        self.label.set_batch_wait_timeout_s(batch_wait_s)
+        self._label_batch.set_max_batch_size(max_batch_size)
+        self._label_batch.set_batch_wait_timeout_s(batch_wait_s)
+        self.metrics = TeacherMetrics(DEPLOYMENT_NAME)
+        self._queued = 0
+        self.metrics.sample_queue(lambda: self._queued)
+
+    async def label(self, request: tuple[str | None, int, np.ndarray]) -> tuple[np.ndarray, int, float]:
+        """One frame -> (labels, size of the batch it rode in, seconds that batch took)."""
+        self._queued += 1
+        try:
+            return await self._label_batch(request)
+        finally:
+            self._queued -= 1
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def label(self, requests: list[tuple[str | None, int, np.ndarray]]) -> list[tuple[np.ndarray, int, float]]:
+    async def _label_batch(self, requests: list[tuple[str | None, int, np.ndarray]]) -> list[tuple[np.ndarray, int, float]]:
         began = time.perf_counter()
-        labels = self.pool.label_many(requests)
+        try:
+            labels = self.pool.label_many(requests)
+        except Exception:
+            self.metrics.errors.count("teacher_failed")
+            raise
         seconds = time.perf_counter() - began
+        self.metrics.batch(len(requests), seconds)
         return [(l, len(requests), seconds) for l in labels]
 
     async def num_classes(self, video_path: str | None = None) -> int:
