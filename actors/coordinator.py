@@ -18,8 +18,10 @@ class Coordinator:
         self.staleness_s: dict[str, list[float]] = {}
         self.waits_s: dict[str, list[float]] = {}
 
-    def register(self, stream_id: str, device: str) -> None:
+    def register(self, stream_id: str, device: str, slots: int = 1) -> None:
+        """`slots`: rounds the device can run at once (1 per GPU; a CPU node's core count)."""
         self.streams[stream_id] = device
+        self.policy.set_slots(device, slots)
         self.staleness_s.setdefault(stream_id, [])
         self.waits_s.setdefault(stream_id, [])
 

@@ -15,6 +15,7 @@ from ams_ray.config import AmsConfig
 from ams_ray.edge_client import EdgeClient
 from ams_ray.edge_runtime import EdgeModel
 from ams_ray.metrics import MiouTrace, frame_miou
+from ams_ray.process_memory import own_memory_mb
 from ams_ray.teachers import TeacherPool
 from ams_ray.video import VideoReader
 
@@ -103,6 +104,7 @@ class EdgeStream:
             "staleness_s": self.staleness_s, "max_lag_s": self.max_lag_s, "times_s": trace.times_s,
             "miou_trace": trace.values, "errors": errors, "node_id": ray.get_runtime_context().get_node_id(),
             "torch_loaded": "torch" in sys.modules,  # must stay False: torch costs ~430 MB per process
+            "memory_mb": own_memory_mb(),
         }
 
     def _evaluate(self, index: int, video_s: float, frame: np.ndarray) -> None:

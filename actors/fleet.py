@@ -68,6 +68,15 @@ def _role(resource: str) -> str | None:
     return resource if any(resource in node for node in alive_node_resources()) else None
 
 
+def _training_slots(device: str) -> int:
+    """One round at a time per GPU; on a CPU node one per core (trainers use one thread each)."""
+    node_prefix, _, kind = device.rpartition(":")
+    if kind != "cpu":
+        return 1
+    cpus = [n["Resources"].get("CPU", 1.0) for n in ray.nodes() if n.get("Alive") and n["NodeID"].startswith(node_prefix)]
+    return max(1, int(cpus[0])) if cpus else 1
+
+
 def _sample_memory_gb() -> float:
     info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     kb = lambda key: float(info[key].split()[0])  # noqa: E731
@@ -131,7 +140,7 @@ def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | Non
     ]
     _wait_ready(trainers, config, "trainers", trainer_res)
     devices = ray.get([t.device.remote() for t in trainers])
-    ray.get([coordinator.register.remote(sid, dev) for sid, dev in zip(ids, devices)])
+    ray.get([coordinator.register.remote(sid, dev, _training_slots(dev)) for sid, dev in zip(ids, devices)])
     bundles = ray.get([t.edge_bundle.remote() for t in trainers])
     edges = [
         EdgeStream.options(**ray_options(edge_res)).remote(

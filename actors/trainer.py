@@ -13,6 +13,7 @@ import ray
 
 from actors.metrics import TrainerMetrics
 from ams_ray.messages import SampleChunk
+from ams_ray.process_memory import own_memory_mb
 
 # torch and everything that imports it are imported inside the actor, never at module level:
 # an edge holding a handle to this actor imports this module, and must stay free of torch.
@@ -103,4 +104,4 @@ class StreamTrainer:
                 "chunks": s.chunks, "frames_labelled": s.frames_labelled, "duplicate_chunks": s.duplicate_chunks,
                 "missing_chunks": s.missing_chunks, "train_seconds": self.train_seconds,
                 "teacher_seconds": self.teacher_seconds, "teacher_batches": self.teacher_batches,
-                "node_id": ray.get_runtime_context().get_node_id()}
+                "node_id": ray.get_runtime_context().get_node_id(), "memory_mb": own_memory_mb()}

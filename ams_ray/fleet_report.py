@@ -27,9 +27,17 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
 
+def _mean_memory(reports: list[dict], key: str) -> float:
+    values = [r["memory_mb"][key] for r in reports if r.get("memory_mb")]
+    return float(np.mean(values)) if values else math.nan
+
+
 def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], clients: int, wall_s: float,
-              speed: float, memory_samples_gb: list[float]) -> dict:
+              speed: float, memory_samples_gb: list[float], period_s: float = 10.0) -> dict:
+    """The run's headline figures. Staleness is in wall seconds; `p95_staleness_video_s`
+    (x speed) compares it with the training period, which is in video seconds."""
     staleness = [s for e in edges for s in e["staleness_s"]]
+    p95 = _percentile(staleness, 95)
     batches = [b for t in trainers for b in t["teacher_batches"]]
     ok = [e for e in edges if e["stream_id"] not in failed]
     baseline = memory_samples_gb[0] if memory_samples_gb else math.nan
@@ -43,7 +51,10 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "mean_pretrained_miou": float(np.mean([e["pretrained_miou"] for e in ok])) if ok else math.nan,
         "mean_miou_gain": float(np.mean([e["miou"] - e["pretrained_miou"] for e in ok])) if ok else math.nan,
         "p50_staleness_s": _percentile(staleness, 50),
-        "p95_staleness_s": _percentile(staleness, 95),
+        "p95_staleness_s": p95,
+        "p95_staleness_video_s": p95 * speed,
+        "training_period_s": period_s,
+        "keeps_up": bool(p95 * speed <= period_s),
         "uplink_kbps": float(np.mean([e["uplink_kbps"] for e in edges])) if edges else math.nan,
         "downlink_kbps": float(np.mean([e["downlink_kbps"] for e in edges])) if edges else math.nan,
         "teacher_frames_per_s": len(batches) / wall_s if wall_s else math.nan,
@@ -52,6 +63,8 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "peak_memory_gb": peak,
         "baseline_memory_gb": baseline,
         "memory_per_stream_gb": peak / clients if clients else math.nan,  # machine-wide, Ray's own share included
+        "trainer_pss_mb": _mean_memory(trainers, "pss_mb"),  # at the end of the run, per process
+        "edge_pss_mb": _mean_memory(edges, "pss_mb"),
         "max_lag_s": max((e["max_lag_s"] for e in edges), default=math.nan),
         "wall_s": wall_s,
         "speed": speed,

@@ -6,6 +6,9 @@ coordinator actor only turns its decisions into awaited events.
 - `concurrent`: every trainer trains as soon as it is due; devices are time-shared.
 - `round_robin`: one trainer per device at a time, in the order they became due (the
   paper's multi-client setting). Each stream asks once per period, so FIFO is round robin.
+  A device may hold several slots: a CPU node trains one round per core at a time, since
+  each trainer trains on one thread. Rounds run back to back instead of time-sharing the
+  cores, so the first finish early instead of all finishing late together.
 
 A smarter policy (e.g. train first the streams whose accuracy is falling fastest) only
 needs to order `_waiting` by the `priority` that `request` already receives.
@@ -19,6 +22,9 @@ from collections import defaultdict, deque
 class ConcurrentPolicy:
     name = "concurrent"
 
+    def set_slots(self, device: str, slots: int) -> None:
+        """Ignored: every due trainer trains."""
+
     def request(self, stream_id: str, device: str, priority: float = 0.0) -> bool:
         return True
 
@@ -30,17 +36,28 @@ class RoundRobinPolicy:
     name = "round_robin"
 
     def __init__(self, slots_per_device: int = 1) -> None:
-        if slots_per_device < 1:
-            raise ValueError(f"slots_per_device must be >= 1, got {slots_per_device}")
-        self.slots = slots_per_device
+        self._default_slots = self._checked(slots_per_device)
+        self._slots: dict[str, int] = {}
         self._holders: dict[str, set[str]] = defaultdict(set)
         self._waiting: dict[str, deque[str]] = defaultdict(deque)
+
+    @staticmethod
+    def _checked(slots: int) -> int:
+        if slots < 1:
+            raise ValueError(f"a device needs at least 1 training slot, got {slots}")
+        return slots
+
+    def set_slots(self, device: str, slots: int) -> None:
+        self._slots[device] = self._checked(slots)
+
+    def slots(self, device: str) -> int:
+        return self._slots.get(device, self._default_slots)
 
     def request(self, stream_id: str, device: str, priority: float = 0.0) -> bool:
         """True if the stream may train now; otherwise it is queued until a release grants it."""
         if stream_id in self._holders[device]:
             return True
-        if len(self._holders[device]) < self.slots and not self._waiting[device]:
+        if len(self._holders[device]) < self.slots(device) and not self._waiting[device]:
             self._holders[device].add(stream_id)
             return True
         if stream_id not in self._waiting[device]:
@@ -51,7 +68,7 @@ class RoundRobinPolicy:
         """Free the stream's slot; returns the streams granted in its place."""
         self._holders[device].discard(stream_id)
         granted = []
-        while self._waiting[device] and len(self._holders[device]) < self.slots:
+        while self._waiting[device] and len(self._holders[device]) < self.slots(device):
             nxt = self._waiting[device].popleft()
             self._holders[device].add(nxt)
             granted.append(nxt)

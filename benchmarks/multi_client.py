@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from tqdm import tqdm  # noqa: E402
 
+from ams_ray.config import AmsConfig  # noqa: E402
 from ams_ray.fleet_report import stream_rows, summarize, write_report  # noqa: E402
 
 
@@ -40,6 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher-batch", type=int, default=8)
     p.add_argument("--teacher-gpus", type=float, default=0.0)
     p.add_argument("--seed-base", type=int, default=0)
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="Ray's metrics export port when starting a cluster (Prometheus target 127.0.0.1:PORT)")
+    p.add_argument("--metrics-flush-s", type=float, default=12.0,
+                   help="keep actors this long after the run so Prometheus sees the final counts (0: no wait)")
     p.add_argument("--out", type=Path, default=Path("runs/multi_client"))
     args = p.parse_args(argv)
     if args.streams_per_gpu:
@@ -59,11 +64,12 @@ def main(argv=None) -> int:
     from actors.fleet import FleetConfig, run_fleet
     from ams_ray.placement import PlacementError
 
-    connect(args.address)
+    connect(args.address, metrics_export_port=args.metrics_port)
     config = FleetConfig(clients=args.clients, duration_s=args.duration, speed=args.speed, teacher=args.teacher,
                          student=args.student, strategy=args.strategy, scheduler=args.scheduler,
                          gpus_per_trainer=args.gpus_per_trainer, teacher_replicas=args.teacher_replicas,
-                         teacher_batch=args.teacher_batch, teacher_gpus=args.teacher_gpus, seed_base=args.seed_base)
+                         teacher_batch=args.teacher_batch, teacher_gpus=args.teacher_gpus, seed_base=args.seed_base,
+                         metrics_flush_s=args.metrics_flush_s)
     bar = tqdm(desc=f"{args.clients} streams at {args.speed:g}x", unit="frame")
 
     def progress(done: int, running: int) -> None:
@@ -80,7 +86,7 @@ def main(argv=None) -> int:
         if args.address is None:
             ray.shutdown()
     summary = summarize(result.edges, result.trainers, result.failed, args.clients, result.wall_s, args.speed,
-                        result.memory_samples_gb)
+                        result.memory_samples_gb, AmsConfig.for_profile(config.profile).training.period_s)
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
     write_report(args.out, summary, stream_rows(result.edges, result.trainers, result.failed), result.edges)

@@ -1,15 +1,19 @@
-"""Sweep the number of clients and tabulate what multi_client.py measures at each.
+"""Sweep the number of clients (and optionally the scheduler and streams per GPU) and
+tabulate what multi_client.py measures at each point.
 
-    python benchmarks/scaling.py --clients 1 4 8 16 32 --duration 120 --speed 0.5 --results-dir runs/scaling
+    python benchmarks/scaling.py --clients 1 4 8 16 32 --duration 60 --speed 0.25 --results-dir runs/scaling
+    python benchmarks/scaling.py --clients 8 16 --schedulers concurrent round_robin --streams-per-gpu 2 4
 
 Each point is a separate `multi_client.py` run (a fresh Ray cluster), so points do not
-share warm state. Writes scaling.json, scaling.csv and scaling.png.
+share warm state. Writes scaling.json, scaling.csv and scaling.png (staleness, gain,
+teacher throughput and memory against clients; one line per scheduler / streams per GPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import subprocess
 import sys
@@ -20,29 +24,59 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLUMNS = ("clients", "completed", "p95_staleness_s", "mean_miou_gain", "teacher_frames_per_s", "mean_teacher_batch",
-           "trainer_busy_fraction", "memory_per_stream_gb", "peak_memory_gb", "uplink_kbps", "downlink_kbps", "speed")
+COLUMNS = ("clients", "scheduler", "streams_per_gpu", "completed", "p95_staleness_s", "p95_staleness_video_s",
+           "keeps_up", "mean_miou_gain", "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction",
+           "memory_per_stream_gb", "peak_memory_gb", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps",
+           "downlink_kbps", "speed", "wall_s")
+PLOTS = (("p95_staleness_video_s", "p95 staleness (video s)"), ("mean_miou_gain", "mean mIoU gain (points)"),
+         ("teacher_frames_per_s", "teacher frames/s"), ("memory_per_stream_gb", "peak memory per stream (GB)"))
+
+
+def run_point(clients: int, scheduler: str, streams_per_gpu: int | None, args: argparse.Namespace) -> dict | None:
+    name = f"clients{clients}-{scheduler}" + (f"-spg{streams_per_gpu}" if streams_per_gpu else "")
+    out = args.results_dir / name
+    command = [sys.executable, str(Path(__file__).with_name("multi_client.py")), "--clients", str(clients),
+               "--duration", str(args.duration), "--speed", str(args.speed), "--scheduler", scheduler,
+               "--metrics-flush-s", "0", "--out", str(out)]
+    if streams_per_gpu:
+        command += ["--streams-per-gpu", str(streams_per_gpu)]
+    proc = subprocess.run(command)
+    if not (out / "summary.json").is_file():
+        print(f"{name}: no summary (exit {proc.returncode})", file=sys.stderr)
+        return None
+    summary = json.loads((out / "summary.json").read_text())
+    return {**{k: summary.get(k) for k in COLUMNS}, "scheduler": scheduler, "streams_per_gpu": streams_per_gpu}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(PLOTS), figsize=(4 * len(PLOTS), 3.6))
+    series = sorted({(r["scheduler"], r["streams_per_gpu"]) for r in rows}, key=str)
+    for ax, (key, label) in zip(axes, PLOTS):
+        for scheduler, spg in series:
+            points = [r for r in rows if (r["scheduler"], r["streams_per_gpu"]) == (scheduler, spg)]
+            ax.plot([r["clients"] for r in points], [r[key] for r in points], marker="o",
+                    label=scheduler + (f", {spg}/GPU" if spg else ""))
+        ax.set_xlabel("clients")
+        ax.set_title(label)
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8, 16, 32])
-    p.add_argument("--duration", type=float, default=120.0)
-    p.add_argument("--speed", type=float, default=0.5)
-    p.add_argument("--scheduler", default="concurrent")
+    p.add_argument("--duration", type=float, default=60.0)
+    p.add_argument("--speed", type=float, default=0.25)
+    p.add_argument("--schedulers", nargs="+", default=["round_robin"])
+    p.add_argument("--streams-per-gpu", type=int, nargs="+", default=[None],
+                   help="needs GPUs in the cluster (a logical one is enough to test packing)")
     p.add_argument("--results-dir", type=Path, default=Path("runs/scaling"))
     args = p.parse_args()
-    script = Path(__file__).with_name("multi_client.py")
-    rows = []
-    for n in args.clients:
-        out = args.results_dir / f"clients{n}"
-        proc = subprocess.run([sys.executable, str(script), "--clients", str(n), "--duration", str(args.duration),
-                               "--speed", str(args.speed), "--scheduler", args.scheduler, "--out", str(out)])
-        if not (out / "summary.json").is_file():
-            print(f"clients={n}: no summary (exit {proc.returncode})", file=sys.stderr)
-            continue
-        summary = json.loads((out / "summary.json").read_text())
-        rows.append({k: summary.get(k) for k in COLUMNS})
+    points = list(itertools.product(args.schedulers, args.streams_per_gpu, args.clients))
+    rows = [r for r in (run_point(n, sched, spg, args) for sched, spg, n in points) if r is not None]
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / "scaling.json").write_text(json.dumps(rows, indent=2))
     with open(args.results_dir / "scaling.csv", "w", newline="") as f:
@@ -52,18 +86,9 @@ def main() -> int:
     print(" | ".join(COLUMNS))
     for r in rows:
         print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS))
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    xs = [r["clients"] for r in rows]
-    for ax, key, label in zip(axes, ("p95_staleness_s", "mean_miou_gain", "teacher_frames_per_s", "memory_per_stream_gb"),
-                              ("p95 staleness (s)", "mean mIoU gain", "teacher frames/s", "memory per stream (GB)")):
-        ax.plot(xs, [r[key] for r in rows], marker="o")
-        ax.set_xlabel("clients")
-        ax.set_title(label)
-        ax.set_xscale("log", base=2)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(args.results_dir / "scaling.png", dpi=110)
-    return 0 if len(rows) == len(args.clients) else 1
+    plot(rows, args.results_dir / "scaling.png")
+    print(f"wrote {args.results_dir}/scaling.json, scaling.csv, scaling.png")
+    return 0 if len(rows) == len(points) else 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python -m monitoring.launch                       # on the head node, after `ray start --head`
     python -m monitoring.launch --address auto --listen 0.0.0.0
+    python -m monitoring.launch --targets 127.0.0.1:8080     # multi_client.py --metrics-port 8080
 
 Targets: Ray's service-discovery file (`/tmp/ray/prom_metrics_service_discovery.json`,
 kept current by Ray's dashboard as nodes come and go) when it exists; otherwise the
@@ -128,13 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--address", default="auto", help="Ray cluster to ask for targets when no discovery file exists")
     p.add_argument("--sd-file", type=Path, default=RAY_SD_FILE, help="Ray's Prometheus service-discovery file")
+    p.add_argument("--targets", nargs="+", help="scrape these HOST:PORT instead (e.g. multi_client.py --metrics-port)")
     p.add_argument("--prometheus-port", type=int, default=9090)
     p.add_argument("--grafana-port", type=int, default=3000)
     p.add_argument("--listen", default="127.0.0.1", help="address Prometheus and Grafana listen on")
     p.add_argument("--scrape-interval", default="5s")
     p.add_argument("--data-dir", type=Path, default=Path("runs/monitoring"))
     args = p.parse_args(argv)
-    if args.sd_file.exists():
+    if args.targets:
+        sd_file, targets = None, args.targets
+        print(f"targets: {', '.join(targets)}")
+    elif args.sd_file.exists():
         sd_file, targets = args.sd_file, None
         print(f"targets: Ray's discovery file {sd_file}")
     else:

@@ -20,3 +20,16 @@ def test_concurrent_never_waits_and_unknown_names_are_refused():
     assert make_policy("round_robin").name == "round_robin"
     with pytest.raises(ValueError, match="unknown scheduler 'fastest'"):
         make_policy("fastest")
+
+
+def test_a_device_with_two_slots_trains_two_rounds_at_once_in_arrival_order():
+    policy = RoundRobinPolicy()
+    policy.set_slots("node:cpu", 2)
+    assert policy.request("a", "node:cpu") and policy.request("b", "node:cpu")
+    assert not policy.request("c", "node:cpu") and not policy.request("d", "node:cpu")
+    assert policy.request("e", "gpu0"), "other devices keep one slot"
+    assert not policy.request("f", "gpu0")
+    assert policy.release("b", "node:cpu") == ["c"]
+    assert policy.release("a", "node:cpu") == ["d"]
+    with pytest.raises(ValueError, match="at least 1 training slot"):
+        policy.set_slots("gpu1", 0)
