@@ -33,8 +33,9 @@ def main() -> int:
         wall = time.perf_counter() - began
         rows = {r["strategy"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
         entry = {"seed": seed, "wall_s": round(wall, 1), "rows": rows}
-        if {"ams_gg10", "pretrained", "one_time"} <= rows.keys():
+        if {"ams_gg10", "pretrained"} <= rows.keys():
             entry["gg10_gain_vs_pretrained"] = round(rows["ams_gg10"]["miou"] - rows["pretrained"]["miou"], 2)
+        if {"ams_gg10", "one_time"} <= rows.keys():
             entry["gg10_gain_vs_one_time"] = round(rows["ams_gg10"]["miou"] - rows["one_time"]["miou"], 2)
         summary.append(entry)
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -45,12 +46,17 @@ def main() -> int:
     for entry in summary:
         cells = " ".join(f"{entry['rows'][s]['miou']:16.2f}" for s in strategies)
         print(f"{entry['seed']:>4} {cells} {entry['wall_s']:7.0f}")
+    gains = []
     for entry in summary:
         if "gg10_gain_vs_pretrained" in entry:
             gg = entry["rows"]["ams_gg10"]
-            print(f"seed {entry['seed']}: ams_gg10 {entry['gg10_gain_vs_pretrained']:+.2f} vs pretrained, "
-                  f"{entry['gg10_gain_vs_one_time']:+.2f} vs one_time, up {gg['uplink_kbps']:.1f} Kbps, "
-                  f"down {gg['downlink_kbps']:.1f} Kbps")
+            gains.append(entry["gg10_gain_vs_pretrained"])
+            versus_one_time = (f", {entry['gg10_gain_vs_one_time']:+.2f} vs one_time"
+                               if "gg10_gain_vs_one_time" in entry else "")
+            print(f"seed {entry['seed']}: ams_gg10 {entry['gg10_gain_vs_pretrained']:+.2f} vs pretrained"
+                  f"{versus_one_time}, up {gg['uplink_kbps']:.1f} Kbps, down {gg['downlink_kbps']:.1f} Kbps")
+    if gains:
+        print(f"mean ams_gg10 gain vs pretrained over {len(gains)} seeds: {sum(gains) / len(gains):+.2f}")
     return 0
 
 

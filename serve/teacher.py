@@ -34,21 +34,32 @@ class TeacherDeployment:
         """One frame -> (labels, size of the batch it rode in, seconds that batch took)."""
         self._queued += 1
         try:
-            return await self._label_batch(request)
+            result = await self._label_batch(request)
         finally:
             self._queued -= 1
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _label_batch(self, requests: list[tuple[str | None, int, np.ndarray]]) -> list[tuple[np.ndarray, int, float]]:
+    async def _label_batch(self, requests: list[tuple[str | None, int, np.ndarray]]) -> list:
+        """A batch fails only the requests that caused it: on an error, each request is
+        retried alone and those that still fail get their own exception back."""
         began = time.perf_counter()
         try:
-            labels = self.pool.label_many(requests)
-        except Exception:
-            self.metrics.errors.count("teacher_failed")
-            raise
+            labels: list = self.pool.label_many(requests)
+        except Exception:  # noqa: BLE001 - isolated per request below
+            labels = [self._label_alone(request) for request in requests]
         seconds = time.perf_counter() - began
         self.metrics.batch(len(requests), seconds)
-        return [(l, len(requests), seconds) for l in labels]
+        return [l if isinstance(l, Exception) else (l, len(requests), seconds) for l in labels]
+
+    def _label_alone(self, request: tuple[str | None, int, np.ndarray]) -> np.ndarray | Exception:
+        try:
+            return self.pool.label_many([request])[0]
+        except Exception as exc:  # noqa: BLE001 - returned to that request's caller
+            self.metrics.errors.count("teacher_failed")
+            return exc
 
     async def num_classes(self, video_path: str | None = None) -> int:
         return self.pool.teacher_for(video_path).num_classes
