@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scrape-interval", default="5s")
     p.add_argument("--data-dir", type=Path, default=Path("runs/monitoring"))
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops Prometheus and Grafana too
     if args.targets:
         sd_file, targets = None, args.targets
         print(f"targets: {', '.join(targets)}")
