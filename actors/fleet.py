@@ -34,7 +34,7 @@ class FleetConfig:
     teacher: str = "oracle"
     student: str = "tiny"
     strategy: str = "ams_gg10"
-    scheduler: str = "concurrent"
+    scheduler: str = "round_robin"
     profile: str = "cpu"
     seed_base: int = 0
     gpus_per_trainer: float | None = None

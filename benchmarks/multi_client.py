@@ -1,7 +1,8 @@
 """Many devices, one server: the scaling benchmark.
 
     python benchmarks/multi_client.py --clients 32
-    python benchmarks/multi_client.py --clients 8 --speed 2 --scheduler round_robin --out runs/mc8
+    python benchmarks/multi_client.py --clients 32 --duration 60 --speed 0.125   # what a 2-core machine sustains
+    python benchmarks/multi_client.py --clients 8 --speed 2 --scheduler concurrent --out runs/mc8
     python benchmarks/multi_client.py --clients 16 --address auto        # join a running cluster
 
 Starts (or joins) Ray, deploys the shared Teacher on Serve, runs one EdgeStream and one
@@ -34,7 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher", default="oracle", help="oracle | labels:DIR (edges score against cached labels)")
     p.add_argument("--student", default="tiny")
     p.add_argument("--strategy", default="ams_gg10")
-    p.add_argument("--scheduler", default="concurrent", choices=["concurrent", "round_robin"])
+    p.add_argument("--scheduler", default="round_robin", choices=["concurrent", "round_robin"],
+                   help="round_robin: rounds take turns, one per GPU or per CPU core (default); "
+                        "concurrent: every due round starts at once and they share the device")
     p.add_argument("--gpus-per-trainer", type=float, default=None)
     p.add_argument("--streams-per-gpu", type=int, default=None, help="sets --gpus-per-trainer to 1/N")
     p.add_argument("--teacher-replicas", type=int, default=1)
