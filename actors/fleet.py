@@ -60,7 +60,7 @@ class FleetResult:
     coordinator: dict
     wall_s: float
     setup_s: float
-    memory_samples_gb: list[float] = field(default_factory=list)
+    memory_samples_gib: list[float] = field(default_factory=list)
 
 
 def _role(resource: str) -> str | None:
@@ -77,10 +77,11 @@ def _training_slots(device: str) -> int:
     return max(1, int(cpus[0])) if cpus else 1
 
 
-def _sample_memory_gb() -> float:
+def _sample_memory_gib() -> float:
+    """Memory in use on this machine (total - available), GiB."""
     info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-    kb = lambda key: float(info[key].split()[0])  # noqa: E731
-    return (kb("MemTotal") - kb("MemAvailable")) / 1024**2
+    kib = lambda key: float(info[key].split()[0])  # noqa: E731
+    return (kib("MemTotal") - kib("MemAvailable")) / 1024**2
 
 
 def _videos(config: FleetConfig, ams: AmsConfig) -> list[str]:
@@ -155,11 +156,11 @@ def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | Non
     runs = {e.run.remote(): sid for e, sid in zip(edges, ids)}
     if on_started:
         on_started(dict(zip(ids, edges)), dict(zip(ids, trainers)))
-    memory = [_sample_memory_gb()]
+    memory = [_sample_memory_gib()]
     pending = list(runs)
     while pending:
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
-        memory.append(_sample_memory_gb())
+        memory.append(_sample_memory_gib())
         if on_progress:
             done = sum(ray.get([e.progress.remote() for e in edges]))
             on_progress(done, len(pending))

@@ -13,7 +13,7 @@ import ray
 
 from actors.metrics import TrainerMetrics
 from ams_ray.messages import SampleChunk
-from ams_ray.process_memory import own_memory_mb
+from ams_ray.process_memory import own_memory_mb, return_free_heap
 
 # torch and everything that imports it are imported inside the actor, never at module level:
 # an edge holding a handle to this actor imports this module, and must stay free of torch.
@@ -93,6 +93,7 @@ class StreamTrainer:
             self.coordinator.release.remote(self.stream_id, waited)
         self.train_seconds += seconds
         self.metrics.training.observe(seconds)
+        return_free_heap()  # an idle trainer should not keep its last round's activations
         if result.skipped:
             self.metrics.errors.count("skipped_round")
         if result.packet is not None:

@@ -33,15 +33,15 @@ def _mean_memory(reports: list[dict], key: str) -> float:
 
 
 def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], clients: int, wall_s: float,
-              speed: float, memory_samples_gb: list[float], period_s: float = 10.0) -> dict:
+              speed: float, memory_samples_gib: list[float], period_s: float = 10.0) -> dict:
     """The run's headline figures. Staleness is in wall seconds; `p95_staleness_video_s`
     (x speed) compares it with the training period, which is in video seconds."""
     staleness = [s for e in edges for s in e["staleness_s"]]
     p95 = _percentile(staleness, 95)
     batches = [b for t in trainers for b in t["teacher_batches"]]
     ok = [e for e in edges if e["stream_id"] not in failed]
-    baseline = memory_samples_gb[0] if memory_samples_gb else math.nan
-    peak = max(memory_samples_gb) if memory_samples_gb else math.nan
+    baseline = memory_samples_gib[0] if memory_samples_gib else math.nan
+    peak = max(memory_samples_gib) if memory_samples_gib else math.nan
     return {
         "clients": clients,
         "completed": len(ok),
@@ -60,9 +60,11 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "teacher_frames_per_s": len(batches) / wall_s if wall_s else math.nan,
         "mean_teacher_batch": float(np.mean(batches)) if batches else math.nan,
         "trainer_busy_fraction": float(np.mean([t["train_seconds"] for t in trainers])) / wall_s if trainers else math.nan,
-        "peak_memory_gb": peak,
-        "baseline_memory_gb": baseline,
-        "memory_per_stream_gb": peak / clients if clients else math.nan,  # machine-wide, Ray's own share included
+        # machine-wide (total - available), Ray's own processes included; GiB = 2**30 bytes
+        "peak_memory_gib": peak,
+        "peak_memory_gb": peak * 2**30 / 1e9,
+        "baseline_memory_gib": baseline,
+        "memory_per_stream_gib": peak / clients if clients else math.nan,
         "trainer_pss_mb": _mean_memory(trainers, "pss_mb"),  # at the end of the run, per process
         "edge_pss_mb": _mean_memory(edges, "pss_mb"),
         "max_lag_s": max((e["max_lag_s"] for e in edges), default=math.nan),

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         if args.address is None:
             ray.shutdown()
     summary = summarize(result.edges, result.trainers, result.failed, args.clients, result.wall_s, args.speed,
-                        result.memory_samples_gb, AmsConfig.for_profile(config.profile).training.period_s)
+                        result.memory_samples_gib, AmsConfig.for_profile(config.profile).training.period_s)
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
     write_report(args.out, summary, stream_rows(result.edges, result.trainers, result.failed), result.edges)

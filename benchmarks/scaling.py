@@ -26,10 +26,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 COLUMNS = ("clients", "scheduler", "streams_per_gpu", "completed", "p95_staleness_s", "p95_staleness_video_s",
            "keeps_up", "mean_miou_gain", "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction",
-           "memory_per_stream_gb", "peak_memory_gb", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps",
+           "memory_per_stream_gib", "peak_memory_gib", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps",
            "downlink_kbps", "speed", "wall_s")
 PLOTS = (("p95_staleness_video_s", "p95 staleness (video s)"), ("mean_miou_gain", "mean mIoU gain (points)"),
-         ("teacher_frames_per_s", "teacher frames/s"), ("memory_per_stream_gb", "peak memory per stream (GB)"))
+         ("teacher_frames_per_s", "teacher frames/s"), ("memory_per_stream_gib", "peak memory per stream (GiB)"))
 
 
 def run_point(clients: int, scheduler: str, streams_per_gpu: int | None, args: argparse.Namespace) -> dict | None:

@@ -8,14 +8,14 @@ from ams_ray.placement import PlacementError
 
 
 def test_streams_adapt_end_to_end_on_packed_fractional_gpus(ray_local, cache_dir):
-    config = FleetConfig(clients=2, duration_s=30.0, speed=3.0, cache_dir=cache_dir, seed_base=500,
+    config = FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=500,
                          teacher_cpus=0.5)
     result = run_fleet(config)
     assert {n["NodeManagerAddress"] for n in ray_local.nodes()} == {"127.0.0.1"}
     assert result.failed == {}
     assert not any(edge["torch_loaded"] for edge in result.edges), "edges must never import torch"
-    summary = summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 3.0,
-                        result.memory_samples_gb)
+    summary = summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 2.0,
+                        result.memory_samples_gib)
     assert summary["completed"] == 2
     for edge in result.edges:
         assert edge["frames"] == 450 and edge["updates_applied"] >= 2
@@ -23,7 +23,7 @@ def test_streams_adapt_end_to_end_on_packed_fractional_gpus(ray_local, cache_dir
         assert len(edge["staleness_s"]) == edge["updates_applied"]
     assert summary["p95_staleness_s"] < 10.0
     assert all(t["rounds"] >= 2 for t in result.trainers)
-    # both trainers asked for 1/2 of the single logical GPU and share it
+    # both trainers asked for 1/2 of the single logical GPU and share it, taking turns (round_robin)
     assert len(set(result.coordinator["devices"].values())) == 1
     assert next(iter(result.coordinator["devices"].values())).endswith(":gpu0")
 

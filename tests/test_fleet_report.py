@@ -23,7 +23,8 @@ def test_summary_and_files(tmp_path):
     assert summary["mean_teacher_batch"] == pytest.approx(3.0)
     assert summary["teacher_frames_per_s"] == pytest.approx(0.4)
     assert summary["trainer_busy_fraction"] == pytest.approx(0.4)
-    assert summary["peak_memory_gb"] == 6.0 and summary["memory_per_stream_gb"] == pytest.approx(2.0)
+    assert summary["peak_memory_gib"] == 6.0 and summary["memory_per_stream_gib"] == pytest.approx(2.0)
+    assert summary["peak_memory_gb"] == pytest.approx(6.0 * 1.073741824)
     rows = stream_rows(edges, trainers, {"s2": "ActorDiedError: boom"})
     write_report(tmp_path, summary, rows, edges)
     assert json.loads((tmp_path / "summary.json").read_text())["clients"] == 3

@@ -1,6 +1,6 @@
 import numpy as np
 
-from ams_ray.process_memory import own_memory_mb
+from ams_ray.process_memory import own_memory_mb, return_free_heap
 
 
 def test_reads_this_process_and_sees_a_large_allocation():
@@ -14,3 +14,13 @@ def test_reads_this_process_and_sees_a_large_allocation():
 
 def test_a_missing_file_gives_no_figures(tmp_path):
     assert own_memory_mb(tmp_path / "absent") == {}
+
+
+def test_freed_heap_goes_back_to_the_os_after_a_trim():
+    blocks = [bytearray(64 * 1024) for _ in range(4000)]  # ~256 MB in small heap blocks (below mmap size)
+    keep = blocks[-1]  # pins the top of the heap so free() alone cannot shrink it
+    held = own_memory_mb()["uss_mb"]
+    del blocks
+    assert return_free_heap()
+    assert held - own_memory_mb()["uss_mb"] > 150
+    del keep
