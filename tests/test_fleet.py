@@ -38,3 +38,16 @@ def test_impossible_request_fails_within_seconds(ray_local, cache_dir):
 def test_model_teachers_need_cached_labels_for_scoring(ray_local):
     with pytest.raises(ValueError, match="extract-labels"):
         run_fleet(FleetConfig(clients=1, teacher="torchvision:deeplabv3_resnet50:cache"))
+
+
+@pytest.mark.slow
+def test_eight_streams_adapt_and_keep_up_at_half_speed(ray_local, cache_dir):
+    """About 3 minutes: eight 60 s streams on the default scheduler, scored like the benchmark."""
+    result = run_fleet(FleetConfig(clients=8, duration_s=60.0, speed=0.5, cache_dir=cache_dir, seed_base=600,
+                                   gpus_per_trainer=0.0, cpus_per_trainer=0.25))
+    summary = summarize(result.edges, result.trainers, result.failed, 8, result.wall_s, 0.5,
+                        result.memory_samples_gib)
+    assert summary["completed"] == 8 and result.failed == {}
+    assert all(edge["updates_applied"] >= 4 for edge in result.edges)
+    assert summary["mean_miou_gain"] > 3.0
+    assert summary["keeps_up"], summary["p95_staleness_video_s"]
