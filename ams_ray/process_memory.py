@@ -32,9 +32,11 @@ def return_free_heap() -> bool:
     """Hand memory that malloc holds but no object uses back to the OS (glibc `malloc_trim`).
 
     A training round frees tens of MB of activations into the heap; glibc keeps them for
-    reuse, so 32 idle trainers would each sit on their last round's peak. Trimming after a
-    round returned ~80 MB per trainer in the CPU profile, without the page-fault cost of
-    making every large tensor its own mmap. False where there is no glibc.
+    reuse, so 32 idle trainers would each sit on their last round's peak. In the CPU profile
+    trimming after each round kept ~100 MB less resident per trainer (863 -> 762 MB, one
+    process, six rounds) at no cost in round time (1.15 s), where a fixed
+    MALLOC_MMAP_THRESHOLD_ saved as much but slowed rounds to 1.95 s with page faults.
+    False where there is no glibc.
     """
     name = ctypes.util.find_library("c")
     try:

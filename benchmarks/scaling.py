@@ -3,6 +3,11 @@ tabulate what multi_client.py measures at each point.
 
     python benchmarks/scaling.py --clients 1 4 8 16 32 --duration 60 --speed 0.25 --results-dir runs/scaling
     python benchmarks/scaling.py --clients 8 16 --schedulers concurrent round_robin --streams-per-gpu 2 4
+    python benchmarks/scaling.py --from-json runs/scaling/scaling.json --reference runs/compare60/summary.json
+
+`--reference` takes a `compare_seeds.py` summary on the same videos (seeds 0..N-1, same
+duration) and adds each point's single-stream gain, so the plot separates what sharing the
+server costs from how hard the videos are.
 
 Each point is a separate `multi_client.py` run (a fresh Ray cluster), so points do not
 share warm state. Writes scaling.json, scaling.csv and scaling.png (staleness, gain,
@@ -25,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLUMNS = ("clients", "scheduler", "streams_per_gpu", "completed", "p95_staleness_s", "p95_staleness_video_s",
-           "keeps_up", "mean_miou_gain", "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction",
+           "keeps_up", "mean_miou_gain", "single_stream_gain", "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction",
            "memory_per_stream_gib", "peak_memory_gib", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps",
            "downlink_kbps", "speed", "wall_s")
 PLOTS = (("p95_staleness_video_s", "p95 staleness (video s)"), ("mean_miou_gain", "mean mIoU gain (points)"),
@@ -56,6 +61,10 @@ def plot(rows: list[dict], path: Path) -> None:
             points = [r for r in rows if (r["scheduler"], r["streams_per_gpu"]) == (scheduler, spg)]
             ax.plot([r["clients"] for r in points], [r[key] for r in points], marker="o",
                     label=scheduler + (f", {spg}/GPU" if spg else ""))
+        if key == "mean_miou_gain" and any(r.get("single_stream_gain") is not None for r in rows):
+            reference = sorted({(r["clients"], r["single_stream_gain"]) for r in rows})
+            ax.plot(*zip(*reference), linestyle="--", color="gray", label="single stream (compare)")
+            ax.legend(fontsize=8)
         ax.set_xlabel("clients")
         ax.set_title(label)
         ax.set_xscale("log", base=2)
@@ -63,6 +72,12 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def single_stream_gains(reference: Path) -> dict[int, float]:
+    """seed -> ams_gg10 gain over pretrained, from a compare_seeds.py summary.json."""
+    return {e["seed"]: e["gg10_gain_vs_pretrained"] for e in json.loads(reference.read_text())
+            if "gg10_gain_vs_pretrained" in e}
 
 
 def main() -> int:
@@ -74,18 +89,31 @@ def main() -> int:
     p.add_argument("--streams-per-gpu", type=int, nargs="+", default=[None],
                    help="needs GPUs in the cluster (a logical one is enough to test packing)")
     p.add_argument("--results-dir", type=Path, default=Path("runs/scaling"))
+    p.add_argument("--reference", type=Path, help="compare_seeds.py summary.json on the same videos")
+    p.add_argument("--from-json", type=Path, help="re-tabulate and re-plot an earlier scaling.json, running nothing")
     args = p.parse_args()
-    points = list(itertools.product(args.schedulers, args.streams_per_gpu, args.clients))
-    rows = [r for r in (run_point(n, sched, spg, args) for sched, spg, n in points) if r is not None]
+    if args.from_json:
+        rows = json.loads(args.from_json.read_text())
+        points = rows
+        args.results_dir = args.from_json.parent
+    else:
+        points = list(itertools.product(args.schedulers, args.streams_per_gpu, args.clients))
+        rows = [r for r in (run_point(n, sched, spg, args) for sched, spg, n in points) if r is not None]
+    if args.reference:
+        gains = single_stream_gains(args.reference)
+        for r in rows:
+            seeds = range(r["clients"])
+            r["single_stream_gain"] = (round(sum(gains[s] for s in seeds) / len(seeds), 2)
+                                       if all(s in gains for s in seeds) else None)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / "scaling.json").write_text(json.dumps(rows, indent=2))
     with open(args.results_dir / "scaling.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(rows)
     print(" | ".join(COLUMNS))
     for r in rows:
-        print(" | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS))
+        print(" | ".join(f"{r.get(c):.3g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in COLUMNS))
     plot(rows, args.results_dir / "scaling.png")
     print(f"wrote {args.results_dir}/scaling.json, scaling.csv, scaling.png")
     return 0 if len(rows) == len(points) else 1
