@@ -97,7 +97,9 @@ class StreamTrainer:
         if result.skipped:
             self.metrics.errors.count("skipped_round")
         if result.packet is not None:
-            self.edge.deliver.remote(result.packet, sent_wall)
+            # Waited on, so an upload's reply means its packet is on the device: the edge's
+            # final report, which awaits every upload, then counts every packet it was sent.
+            ray.get(self.edge.deliver.remote(result.packet, sent_wall))
 
     def stats(self) -> dict:
         s = self.session.stats
