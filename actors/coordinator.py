@@ -1,4 +1,4 @@
-"""The coordinator: registers streams, grants training turns by policy, gathers staleness."""
+"""The coordinator: registers streams and their devices, grants training turns by policy."""
 
 from __future__ import annotations
 
@@ -15,15 +15,11 @@ class Coordinator:
         self.policy = make_policy(scheduler)
         self.streams: dict[str, str] = {}  # stream -> device
         self._grants: dict[str, asyncio.Event] = {}
-        self.staleness_s: dict[str, list[float]] = {}
-        self.waits_s: dict[str, list[float]] = {}
 
     def register(self, stream_id: str, device: str, slots: int = 1) -> None:
         """`slots`: rounds the device can run at once (1 per GPU; a CPU node's core count)."""
         self.streams[stream_id] = device
         self.policy.set_slots(device, slots)
-        self.staleness_s.setdefault(stream_id, [])
-        self.waits_s.setdefault(stream_id, [])
 
     async def acquire(self, stream_id: str, priority: float = 0.0) -> None:
         """Returns when the stream may train on its device."""
@@ -34,14 +30,9 @@ class Coordinator:
         await event.wait()
         event.clear()
 
-    def release(self, stream_id: str, wait_s: float) -> None:
-        self.waits_s[stream_id].append(wait_s)
+    def release(self, stream_id: str) -> None:
         for granted in self.policy.release(stream_id, self.streams[stream_id]):
             self._grants.setdefault(granted, asyncio.Event()).set()
 
-    def report_staleness(self, stream_id: str, staleness_s: float) -> None:
-        self.staleness_s[stream_id].append(staleness_s)
-
     def summary(self) -> dict:
-        return {"scheduler": self.policy.name, "staleness_s": self.staleness_s, "waits_s": self.waits_s,
-                "devices": self.streams}
+        return {"scheduler": self.policy.name, "devices": self.streams}

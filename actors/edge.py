@@ -26,11 +26,11 @@ MIOU_WINDOW_S = 10.0  # video seconds behind the exported mIoU gauges
 @ray.remote(max_restarts=0)
 class EdgeStream:
     def __init__(self, stream_id: str, video_path: str, teacher_spec: str, config_json: str, speed: float,
-                 max_duration_s: float | None, trainer, coordinator, bundle) -> None:
+                 max_duration_s: float | None, trainer, bundle) -> None:
         self.config = AmsConfig.model_validate_json(config_json)
         self.stream_id, self.video_path, self.speed = stream_id, video_path, speed
         self.max_duration_s = max_duration_s
-        self.trainer, self.coordinator = trainer, coordinator
+        self.trainer = trainer
         self.client = EdgeClient(stream_id, bundle, self.config.sampling.initial_rate_fps,
                                  self.config.training.send_period_s, self.config.video.chunk_crf)
         self.pretrained = EdgeModel(bundle)  # never updated: the baseline on the very same frames
@@ -55,7 +55,6 @@ class EdgeStream:
         self.metrics.packet(len(packet), applied, staleness)
         if applied:
             self.staleness_s.append(staleness)
-            self.coordinator.report_staleness.remote(self.stream_id, staleness)
 
     def progress(self) -> int:
         return self.frames_done

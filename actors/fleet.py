@@ -68,13 +68,16 @@ def _role(resource: str) -> str | None:
     return resource if any(resource in node for node in alive_node_resources()) else None
 
 
-def _training_slots(device: str) -> int:
-    """One round at a time per GPU; on a CPU node one per core (trainers use one thread each)."""
-    node_prefix, _, kind = device.rpartition(":")
-    if kind != "cpu":
-        return 1
-    cpus = [n["Resources"].get("CPU", 1.0) for n in ray.nodes() if n.get("Alive") and n["NodeID"].startswith(node_prefix)]
-    return max(1, int(cpus[0])) if cpus else 1
+def _training_slots(devices: list[str]) -> list[int]:
+    """One round at a time per GPU; on a CPU node one per core (trainers use one thread each).
+    A device is "<node id prefix>:gpu<ids>" or "<node id prefix>:cpu" (StreamTrainer.device)."""
+    node_cpus = {n["NodeID"]: n["Resources"].get("CPU", 1.0) for n in ray.nodes() if n.get("Alive")}
+    slots = []
+    for device in devices:
+        node_prefix, _, kind = device.rpartition(":")
+        cpus = next((c for node, c in node_cpus.items() if node.startswith(node_prefix)), 1.0)
+        slots.append(max(1, int(cpus)) if kind == "cpu" else 1)
+    return slots
 
 
 def _sample_memory_gib() -> float:
@@ -108,18 +111,18 @@ def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | Non
                          "`python -m ams_ray extract-labels` first and pass --teacher labels:DIR")
     began = time.time()
     ams = AmsConfig.for_profile(config.profile)
-    server_role = _role("server")
+    server_role, edge_role = _role("server"), _role("edge")
     trainer_nodes = [n for n in alive_node_resources() if server_role is None or server_role in n]
     cluster_gpus = sum(n.get("GPU", 0.0) for n in trainer_nodes)
     trainer_cpus = sum(n.get("CPU", 0.0) for n in trainer_nodes)
-    edges_share = 0.0 if _role("edge") else config.cpus_per_edge * config.clients
+    edges_share = 0.0 if edge_role else config.cpus_per_edge * config.clients
     # Logical CPU shares only decide placement (each trainer trains on one thread): split
     # what the teacher and co-located edges leave on the trainer nodes, keeping a tenth spare.
     spare = trainer_cpus - config.teacher_cpus * config.teacher_replicas - edges_share
     cpus_per_trainer = config.cpus_per_trainer or min(1.0, max(0.001, round(0.9 * spare / config.clients, 3)))
     trainer_res = trainer_resources(cluster_gpus, config.clients, config.gpus_per_trainer, cpus_per_trainer,
                                     server_role)
-    edge_res = {"CPU": config.cpus_per_edge, **({"edge": 0.001} if _role("edge") else {})}
+    edge_res = {"CPU": config.cpus_per_edge, **({edge_role: 0.001} if edge_role else {})}
     ensure_fits([
         Demand("trainer", config.clients, trainer_res),
         Demand("edge", config.clients, edge_res),
@@ -141,11 +144,12 @@ def run_fleet(config: FleetConfig, on_progress: Callable[[int, int], None] | Non
     ]
     _wait_ready(trainers, config, "trainers", trainer_res)
     devices = ray.get([t.device.remote() for t in trainers])
-    ray.get([coordinator.register.remote(sid, dev, _training_slots(dev)) for sid, dev in zip(ids, devices)])
+    ray.get([coordinator.register.remote(sid, dev, slots)
+             for sid, dev, slots in zip(ids, devices, _training_slots(devices))])
     bundles = ray.get([t.edge_bundle.remote() for t in trainers])
     edges = [
         EdgeStream.options(**ray_options(edge_res)).remote(
-            sid, video, config.teacher, config_json, config.speed, config.duration_s, trainer, coordinator, bundle)
+            sid, video, config.teacher, config_json, config.speed, config.duration_s, trainer, bundle)
         for sid, video, trainer, bundle in zip(ids, videos, trainers, bundles)
     ]
     _wait_ready(edges, config, "edges", edge_res)

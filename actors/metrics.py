@@ -121,7 +121,8 @@ class TrainerMetrics:
 class TeacherMetrics:
     """The shared teacher's batching, latency and queue."""
 
-    def __init__(self, deployment: str) -> None:
+    def __init__(self, deployment: str, queue_length: Callable[[], int]) -> None:
+        """`queue_length()` is sampled every second: the queue moves with every request."""
         tags = {"deployment": deployment}
         self.batch_size = make("ams_teacher_batch_size", **tags)
         self.frames = make("ams_teacher_frames_total", **tags)
@@ -129,9 +130,6 @@ class TeacherMetrics:
         self.latency = make("ams_teacher_latency_seconds", **tags)
         self.queued = make("ams_teacher_queued_requests", **tags)
         self.errors = ErrorCounter("teacher")
-
-    def sample_queue(self, queue_length: Callable[[], int]) -> None:
-        """Export `queue_length()` as sampled every second (it moves with every request)."""
         self.live = LiveGauges()
         self.live.track("queued", self.queued, queue_length)
 

@@ -44,7 +44,6 @@ class StreamTrainer:
         self.teacher, self.coordinator, self.edge = teacher_handle, coordinator, None
         self.teacher_batches: list[int] = []
         self.train_seconds = 0.0
-        self.teacher_seconds = 0.0
         self.metrics = TrainerMetrics(stream_id)
 
     def ready(self) -> str:
@@ -63,10 +62,8 @@ class StreamTrainer:
         self.edge = edge
 
     def _label(self, frames, frame_indices):
-        began = time.perf_counter()
         responses = [self.teacher.label.remote((self.video_path, int(i), f)) for f, i in zip(frames, frame_indices)]
         results = [r.result() for r in responses]
-        self.teacher_seconds += time.perf_counter() - began
         self.teacher_batches += [batch for _, batch, _ in results]
         return np.stack([labels for labels, _, _ in results])
 
@@ -90,7 +87,7 @@ class StreamTrainer:
             result = self.session.train(now)
             seconds = time.perf_counter() - began
         finally:
-            self.coordinator.release.remote(self.stream_id, waited)
+            self.coordinator.release.remote(self.stream_id)
         self.train_seconds += seconds
         self.metrics.training.observe(seconds)
         return_free_heap()  # an idle trainer should not keep its last round's activations
@@ -106,5 +103,5 @@ class StreamTrainer:
         return {"stream_id": self.stream_id, "rounds": s.rounds, "skipped_rounds": s.skipped_rounds,
                 "chunks": s.chunks, "frames_labelled": s.frames_labelled, "duplicate_chunks": s.duplicate_chunks,
                 "missing_chunks": s.missing_chunks, "train_seconds": self.train_seconds,
-                "teacher_seconds": self.teacher_seconds, "teacher_batches": self.teacher_batches,
+                "teacher_batches": self.teacher_batches,
                 "node_id": ray.get_runtime_context().get_node_id(), "memory_mb": own_memory_mb()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from functools import cache
 from pathlib import Path
 
 FIELDS = {"Rss": "rss_mb", "Pss": "pss_mb", "Private_Clean": "uss_mb", "Private_Dirty": "uss_mb"}
@@ -38,9 +39,15 @@ def return_free_heap() -> bool:
     MALLOC_MMAP_THRESHOLD_ saved as much but slowed rounds to 1.95 s with page faults.
     False where there is no glibc.
     """
+    trim = _malloc_trim()
+    return trim is not None and trim(0) >= 0
+
+
+@cache
+def _malloc_trim():
+    """glibc's malloc_trim, looked up once: find_library runs `ldconfig`, too slow per round."""
     name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        return bool(libc is not None and libc.malloc_trim(0) >= 0)
+        return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):
-        return False
+        return None

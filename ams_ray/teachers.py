@@ -147,7 +147,6 @@ def checked_labels(teacher: Teacher, frames: np.ndarray, frame_indices: Sequence
     return labels.astype(np.uint8)
 
 
-
 class TeacherPool:
     """One teacher spec serving many videos, labelling a mixed batch of frames at once.
 

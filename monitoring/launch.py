@@ -25,6 +25,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 MONITORING = Path(__file__).resolve().parent
 PROMETHEUS_TEMPLATE = MONITORING / "prometheus.yml"
 RAY_SD_FILE = Path("/tmp/ray/prom_metrics_service_discovery.json")
@@ -50,15 +52,15 @@ class Service:
 def render_prometheus_config(scrape_interval: str, sd_file: Path | None = None,
                              targets: list[str] | None = None) -> str:
     """monitoring/prometheus.yml with either Ray's discovery file or static targets."""
-    text = PROMETHEUS_TEMPLATE.read_text().replace("scrape_interval: 5s", f"scrape_interval: {scrape_interval}")
+    config = yaml.safe_load(PROMETHEUS_TEMPLATE.read_text())
+    config["global"]["scrape_interval"] = scrape_interval
+    job = config["scrape_configs"][0]
     if targets:
-        listed = "\n".join(f"          - '{t}'" for t in targets)
-        static = f"    static_configs:\n      - targets:\n{listed}\n"
-        head, _, _ = text.partition("    file_sd_configs:")
-        return head + static
-    if sd_file is not None:
-        text = text.replace(str(RAY_SD_FILE), str(sd_file))
-    return text
+        del job["file_sd_configs"]
+        job["static_configs"] = [{"targets": list(targets)}]
+    elif sd_file is not None:
+        job["file_sd_configs"] = [{"files": [str(sd_file)]}]
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def ray_metrics_targets(address: str) -> list[str]:

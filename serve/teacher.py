@@ -26,9 +26,8 @@ class TeacherDeployment:
         self.pool = TeacherPool(spec, device)
         self._label_batch.set_max_batch_size(max_batch_size)
         self._label_batch.set_batch_wait_timeout_s(batch_wait_s)
-        self.metrics = TeacherMetrics(DEPLOYMENT_NAME)
         self._queued = 0
-        self.metrics.sample_queue(lambda: self._queued)
+        self.metrics = TeacherMetrics(DEPLOYMENT_NAME, lambda: self._queued)
 
     async def label(self, request: tuple[str | None, int, np.ndarray]) -> tuple[np.ndarray, int, float]:
         """One frame -> (labels, size of the batch it rode in, seconds that batch took)."""
