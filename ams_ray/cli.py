@@ -53,7 +53,7 @@ def _extract_labels(args: argparse.Namespace) -> int:
 
     config = AmsConfig.for_profile(args.profile)
     reader = VideoReader(args.video, config.video.height, config.video.width)
-    teacher = build_teacher(args.teacher, args.video)
+    teacher = build_teacher(args.teacher)  # labels the pixels (or reads labels:DIR) of a real file
     writer = LabelStore.create(args.out, teacher.num_classes)
     for index, frame in enumerate(tqdm(reader, total=reader.num_frames_hint, unit="frame", desc="labelling")):
         writer.write(checked_labels(teacher, frame[None], [index])[0])

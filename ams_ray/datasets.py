@@ -3,6 +3,11 @@
 Synthetic videos are written once to a cache directory as a real H.264 MP4 plus a label
 directory, then read back through the same decoder as any camera file, so the embedded
 default exercises the real path end to end.
+
+Between processes a video travels as data, never as a path another node may not have: a
+`SyntheticSpec` (rendered, deterministically, where it is played) or a `VideoFile` (the
+file's bytes). `SyntheticSpec.key` names a synthetic video in one string, which is all the
+oracle teacher needs to regenerate its exact labels from (seed, frame index).
 """
 
 from __future__ import annotations
@@ -27,10 +32,60 @@ def default_cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class SyntheticSpec:
+    """One embedded video, as data: rendering it anywhere gives the same frames and labels."""
+
+    seed: int
+    duration_s: float
+    height: int
+    width: int
+
+    @property
+    def key(self) -> str:
+        return f"synthetic:{self.seed}:{self.duration_s:g}:{self.height}x{self.width}"
+
+    @classmethod
+    def from_key(cls, key: str | None) -> "SyntheticSpec | None":
+        """The spec a `key` names, or None for anything that is not a synthetic key."""
+        parts = (key or "").split(":")
+        if len(parts) != 4 or parts[0] != "synthetic" or "x" not in parts[3]:
+            return None
+        height, width = parts[3].split("x")
+        return cls(int(parts[1]), float(parts[2]), int(height), int(width))
+
+    def video(self) -> SyntheticVideo:
+        return SyntheticVideo(self.seed, duration_s=self.duration_s, fps=SYNTHETIC_FPS, height=self.height,
+                              width=self.width)
+
+    def materialize(self, cache_dir: Path | None = None, progress: bool = False) -> "VideoSource":
+        return materialize_synthetic(self.seed, self.duration_s, self.height, self.width, cache_dir, progress)
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    """A camera file shipped by value to wherever its stream plays (its name is for messages)."""
+
+    name: str
+    data: bytes
+
+    @classmethod
+    def read(cls, path: str | Path) -> "VideoFile":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"video file not found: {path}")
+        return cls(path.name, path.read_bytes())
+
+
+@dataclass(frozen=True)
 class VideoSource:
     path: Path
     name: str
-    synthetic_seed: int | None = None
+    synthetic: SyntheticSpec | None = None
+
+    @property
+    def label_key(self) -> str | None:
+        """What the oracle teacher needs to label this video: its synthetic key, if it has one."""
+        return self.synthetic.key if self.synthetic else None
 
 
 def materialize_synthetic(
@@ -47,8 +102,9 @@ def materialize_synthetic(
 def _materialize_locked(root: Path, seed: int, duration_s: float, height: int, width: int,
                         progress: bool) -> VideoSource:
     video_path = root / "video.mp4"
+    spec = SyntheticSpec(seed, duration_s, height, width)
     if video_path.is_file() and (root / "labels" / "meta.json").is_file():
-        return VideoSource(video_path, f"synthetic:{seed}", seed)
+        return VideoSource(video_path, f"synthetic:{seed}", spec)
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     video = SyntheticVideo(seed, duration_s=duration_s, fps=SYNTHETIC_FPS, height=height, width=width)
@@ -64,7 +120,7 @@ def _materialize_locked(root: Path, seed: int, duration_s: float, height: int, w
     writer.close()
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)  # atomic: a crash never leaves a half-written cache entry in place
-    return VideoSource(video_path, f"synthetic:{seed}", seed)
+    return VideoSource(video_path, f"synthetic:{seed}", spec)
 
 
 def resolve_video(spec: str, seed: int, duration_s: float, height: int, width: int,

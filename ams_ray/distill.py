@@ -88,6 +88,41 @@ class OnlineDistiller:
         self.version = 0
         self.sequence = 0
 
+    # ------------------------------------------------------------------ state
+    def mirror_arrays(self) -> list[np.ndarray]:
+        return [m.detach().cpu().numpy().copy() for m in self.mirror]
+
+    def restore(self, mirror: list[np.ndarray], version: int, sequence: int, rng_state: dict) -> None:
+        """Carry on from a saved state (`StreamState`): same device model, same numbering."""
+        if len(mirror) != len(self.params) or any(m.shape != p.shape for m, p in zip(mirror, self.params)):
+            raise ValueError(f"stream {self.stream_id}: saved weights do not match the model's trainable tensors")
+        self.mirror = [torch.from_numpy(np.array(m, dtype=np.float32)).to(self.device) for m in mirror]
+        self.version, self.sequence = version, sequence
+        self.rng.bit_generator.state = rng_state
+        self._load(self.mirror)
+
+    def reconcile(self, device_version: int, device_last_packet: int) -> bool:
+        """Align with the model the device reports holding; True when the server resynchronised.
+
+        A device ahead of the server (it applied packets this server does not remember, as
+        after a resume from an older checkpoint) gets its next packet against version 0, which
+        it applies from the pretrained weights: both sides then hold the same model again, and
+        the packet numbering continues after the device's last packet so it is never refused
+        as stale. A device behind is normal (a packet still in flight) and left alone.
+        """
+        if device_last_packet < self.sequence:
+            return False
+        if device_last_packet == self.sequence and device_version == self.version:
+            return False
+        log.warning("stream %s: device holds version %d (packet %d), server had %d (packet %d); resynchronising "
+                    "from the pretrained model", self.stream_id, device_version, device_last_packet, self.version,
+                    self.sequence)
+        self.sequence = device_last_packet
+        self.mirror = [p.clone() for p in self.pretrained]
+        self.version = 0
+        self._load(self.mirror)
+        return True
+
     def edge_bundle(self, height: int, width: int) -> EdgeModelBundle:
         """The pretrained model as the device receives it at start."""
         return export_edge_bundle(self.model, height, width, list(self.layout.names))

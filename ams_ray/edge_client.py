@@ -66,7 +66,8 @@ class EdgeClient:
         self._buffer = []
         self._chunk_sequence += 1
         chunk = SampleChunk(self.stream_id, self._chunk_sequence, tuple(int(i) for i in indices),
-                            tuple(float(t) for t in times), encode_chunk(np.stack(frames), self.chunk_crf))
+                            tuple(float(t) for t in times), encode_chunk(np.stack(frames), self.chunk_crf),
+                            self.model.version, max(self.model.last_sequence, 0))
         self.bandwidth.uplink_bytes += chunk.num_bytes
         return chunk
 

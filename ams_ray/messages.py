@@ -2,7 +2,9 @@
 
 Every message names its stream and carries a sequence number, so a receiver can tell a
 duplicate (same number again) from a gap (a number skipped) whatever carries the bytes:
-a Ray object today, an HTTP body from a real device later.
+a Ray object today, an HTTP body from a real device later. It also reports which model the
+device holds (version and last applied packet), so a server that lost state, e.g. a trainer
+restored from an older checkpoint, learns what the device runs before it sends anything.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class SampleChunk:
     frame_indices: tuple[int, ...]
     times_s: tuple[float, ...]
     h264: bytes
+    model_version: int = 0  # the device's model version when it sent the chunk (0: pretrained)
+    last_packet: int = 0  # sequence of the last update packet it applied (0: none)
 
     @property
     def num_bytes(self) -> int:
@@ -36,7 +40,8 @@ class SampleChunk:
     def _encoded(self) -> bytes:
         """Serialised once: the sender both counts and sends these bytes."""
         header = json.dumps(
-            {"stream": self.stream_id, "seq": self.sequence, "frames": self.frame_indices, "times": self.times_s},
+            {"stream": self.stream_id, "seq": self.sequence, "frames": self.frame_indices, "times": self.times_s,
+             "ver": self.model_version, "pkt": self.last_packet},
             separators=(",", ":"),
         ).encode()
         return _PREFIX.pack(_MAGIC, len(header)) + header + self.h264
@@ -48,4 +53,4 @@ class SampleChunk:
         _, header_len = _PREFIX.unpack_from(data)
         header = json.loads(data[_PREFIX.size : _PREFIX.size + header_len])
         return cls(header["stream"], header["seq"], tuple(header["frames"]), tuple(header["times"]),
-                   data[_PREFIX.size + header_len :])
+                   data[_PREFIX.size + header_len :], header.get("ver", 0), header.get("pkt", 0))

@@ -1,7 +1,8 @@
 """The server's side of one stream: label uploaded chunks, keep the window, decide, train.
 
 `StreamSession` glues the library's pieces in the order the data flows; a Ray
-`StreamTrainer` actor holds one and only moves messages in and out of it.
+`StreamTrainer` actor holds one and only moves messages in and out of it. `snapshot` and
+`restore` turn it into a `StreamState` and back, so a stream outlives the process hosting it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from ams_ray.config import AmsConfig
 from ams_ray.distill import OnlineDistiller, RoundResult
 from ams_ray.messages import SampleChunk
 from ams_ray.sampling import AdaptiveSamplingRate, AdaptiveTrainingPeriod, phi_score
+from ams_ray.stream_state import StreamState, StreamStateError
 from ams_ray.video import decode_chunk
 from ams_ray.window import FrameWindow
 
 log = logging.getLogger(__name__)
 Labeller = Callable[[np.ndarray, list[int]], np.ndarray]
+COUNTERS = ("chunks", "frames_labelled", "rounds", "duplicate_chunks", "missing_chunks", "unlabelled_chunks",
+            "resyncs")
+
+
+class LabellingFailed(RuntimeError):
+    """The teacher could not label a chunk; the chunk is skipped and the stream goes on."""
 
 
 @dataclass
@@ -31,6 +39,8 @@ class SessionStats:
     skipped_rounds: list[str] = field(default_factory=list)
     duplicate_chunks: int = 0
     missing_chunks: int = 0
+    unlabelled_chunks: int = 0  # chunks the teacher failed to label (skipped, counted)
+    resyncs: int = 0  # times the device held a model the server did not (see OnlineDistiller.reconcile)
     rate_history: list[tuple[float, float]] = field(default_factory=list)
     period_history: list[tuple[float, float]] = field(default_factory=list)
 
@@ -65,8 +75,15 @@ class StreamSession:
             return self.asr.rate_fps
         self.stats.missing_chunks += chunk.sequence - self._last_sequence - 1
         self._last_sequence = chunk.sequence
+        if self.distiller.reconcile(chunk.model_version, chunk.last_packet):
+            self.stats.resyncs += 1
         frames = decode_chunk(chunk.h264, expected_frames=len(chunk.frame_indices))
-        labels = self.labeller(frames, list(chunk.frame_indices))
+        try:
+            labels = self.labeller(frames, list(chunk.frame_indices))
+        except LabellingFailed as exc:
+            self.stats.unlabelled_chunks += 1
+            log.warning("stream %s: chunk %d skipped, no labels (%s)", chunk.stream_id, chunk.sequence, exc)
+            return self.asr.rate_fps
         self.window.add(np.asarray(chunk.times_s), frames, labels)
         history = ([self._last_label] if self._last_label is not None else []) + list(labels)
         self._last_label = labels[-1]
@@ -91,3 +108,33 @@ class StreamSession:
         if result.skipped:
             self.stats.skipped_rounds.append(result.skipped)
         return result
+
+    def snapshot(self, window_s: float | None = None) -> StreamState:
+        """The stream as data. `window_s` keeps only the newest seconds of the labelled window
+        (None: all of it); a resumed stream trains on what was kept until new chunks refill it."""
+        newest = self.window.newest_s
+        times, frames, labels = self.window.arrays(newest - window_s if window_s is not None else float("-inf"))
+        d = self.distiller
+        return StreamState(
+            stream_id=d.stream_id, fingerprint=d.layout.fingerprint, version=d.version, packet_sequence=d.sequence,
+            chunk_sequence=self._last_sequence, mirror=d.mirror_arrays(), sampling_rate_fps=self.asr.rate_fps,
+            training_period_factor=self.atr.factor, next_training_due_s=self.atr.next_due_s,
+            rng_state=d.rng.bit_generator.state, window_times_s=times, window_frames=frames, window_labels=labels,
+            last_label=self._last_label, counters={name: getattr(self.stats, name) for name in COUNTERS},
+        )
+
+    def restore(self, state: StreamState) -> None:
+        if state.fingerprint != self.distiller.layout.fingerprint:
+            raise StreamStateError(
+                f"checkpoint of {state.stream_id} is for model {state.fingerprint}, this trainer builds "
+                f"{self.distiller.layout.fingerprint}: it was written by another student or class set"
+            )
+        self.distiller.restore(state.mirror, state.version, state.packet_sequence, state.rng_state)
+        self._last_sequence = state.chunk_sequence
+        self.asr.rate_fps = state.sampling_rate_fps
+        self.atr.factor, self.atr.next_due_s = state.training_period_factor, state.next_training_due_s
+        if len(state.window_times_s):
+            self.window.add(state.window_times_s, state.window_frames, state.window_labels)
+        self._last_label = state.last_label
+        for name in COUNTERS:
+            setattr(self.stats, name, state.counters.get(name, 0))

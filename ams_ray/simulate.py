@@ -92,7 +92,7 @@ def simulate_stream(
     began = time.perf_counter()
     h, w = config.video.height, config.video.width
     reader = VideoReader(source.path, h, w)
-    teacher: Teacher = build_teacher(teacher_spec, source.path)
+    teacher: Teacher = build_teacher(teacher_spec, source.label_key)
     student = build_student(student_spec, teacher.num_classes)
     shadow = "ams" if config.packet_format == "compact" else "compact"
     distiller = OnlineDistiller(student, config.training, spec.strategy, stream_id=source.name,

@@ -1,24 +1,27 @@
 """Teacher backends: anything that turns a batch of RGB frames into label maps.
 
 Specs accepted by `build_teacher`:
-  ``oracle``                       exact labels stored beside a synthetic video
+  ``oracle``                       exact labels of a synthetic video, regenerated from (seed, frame index)
   ``labels:DIR``                   a label directory (see `label_store`), e.g. from extract-labels
   ``torchvision:NAME[:WEIGHTS]``   deeplabv3_resnet50/101; WEIGHTS is a local file or ``cache``
                                    (torchvision's cache, never downloaded at run time)
   ``MODULE:FACTORY``               your own: FACTORY() returns a callable frames -> labels with a
                                    ``num_classes`` attribute
-The frame indices passed with each batch let cached backends look labels up; models ignore them.
+Each request names its video by a *source key* (`VideoSource.label_key`: a synthetic video's
+key, never a path) and a frame index, which let the oracle and label directories look labels
+up; models label the pixels and ignore both.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from ams_ray.datasets import SyntheticSpec
 from ams_ray.label_store import LabelStore
+from ams_ray.synthetic import NUM_CLASSES
 
 TORCHVISION_TEACHERS = ("deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large")
 
@@ -47,6 +50,18 @@ class CachedLabelTeacher:
     def label(self, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
         h, w = frames.shape[1:3]
         return np.stack([_resize_labels(self.store.read(int(i)), h, w) for i in frame_indices])
+
+
+class SyntheticOracle:
+    """Exact labels of a synthetic video, re-rendered from its spec wherever the teacher runs."""
+
+    def __init__(self, spec: SyntheticSpec) -> None:
+        self.video = spec.video()
+        self.num_classes = NUM_CLASSES
+
+    def label(self, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
+        h, w = frames.shape[1:3]
+        return np.stack([_resize_labels(self.video.labels(int(i)), h, w) for i in frame_indices])
 
 
 class TorchvisionTeacher:
@@ -113,15 +128,16 @@ def _import_factory(spec: str) -> CallableTeacher:
     return CallableTeacher(fn, num_classes, spec)
 
 
-def build_teacher(spec: str, video_path: str | Path | None = None, device: str = "cpu") -> Teacher:
+def build_teacher(spec: str, source_key: str | None = None, device: str = "cpu") -> Teacher:
+    """`source_key` names the video for the oracle (see `VideoSource.label_key`)."""
     if spec == "oracle":
-        labels_dir = Path(video_path).parent / "labels" if video_path else None
-        if labels_dir is None or not (labels_dir / "meta.json").is_file():
+        synthetic = SyntheticSpec.from_key(source_key)
+        if synthetic is None:
             raise ValueError(
                 "teacher 'oracle' needs exact labels, which only synthetic videos carry; for a real "
                 "video use --teacher labels:DIR or torchvision:NAME:WEIGHTS"
             )
-        return CachedLabelTeacher(LabelStore(labels_dir))
+        return SyntheticOracle(synthetic)
     kind, _, rest = spec.partition(":")
     if kind == "labels":
         return CachedLabelTeacher(LabelStore(rest))
@@ -150,7 +166,7 @@ def checked_labels(teacher: Teacher, frames: np.ndarray, frame_indices: Sequence
 class TeacherPool:
     """One teacher spec serving many videos, labelling a mixed batch of frames at once.
 
-    Cached backends (oracle, labels:DIR) are per video, so they are built per video path
+    Cached backends (oracle, labels:DIR) are per video, so they are built per source key
     on first use; model backends are shared, and a mixed batch becomes one forward pass.
     This is what a shared, batched teacher deployment holds.
     """
@@ -160,14 +176,14 @@ class TeacherPool:
         self._per_video = spec == "oracle" or spec.startswith("labels:")
         self._teachers: dict[str | None, Teacher] = {}
 
-    def teacher_for(self, video_path: str | None) -> Teacher:
-        key = video_path if self._per_video else None
+    def teacher_for(self, source_key: str | None) -> Teacher:
+        key = source_key if self._per_video else None
         if key not in self._teachers:
-            self._teachers[key] = build_teacher(self.spec, video_path, self.device)
+            self._teachers[key] = build_teacher(self.spec, source_key, self.device)
         return self._teachers[key]
 
     def label_many(self, requests: Sequence[tuple[str | None, int, np.ndarray]]) -> list[np.ndarray]:
-        """[(video_path, frame_index, frame)] -> one label map per request, in order."""
+        """[(source_key, frame_index, frame)] -> one label map per request, in order."""
         groups: dict[int, list[int]] = {}
         teachers: dict[int, Teacher] = {}
         for position, (video, _, _) in enumerate(requests):

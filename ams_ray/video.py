@@ -20,15 +20,19 @@ class VideoError(ValueError):
 
 
 class VideoReader:
-    """Decodes a video file to RGB frames at the size the models expect."""
+    """Decodes a video to RGB frames at the size the models expect.
 
-    def __init__(self, path: str | Path, height: int, width: int) -> None:
+    The video is a file on this machine, or its bytes (`data`, named `path` in messages):
+    bytes are how a camera file reaches a process on another node."""
+
+    def __init__(self, path: str | Path, height: int, width: int, data: bytes | None = None) -> None:
         self.path = Path(path)
         self.height, self.width = height, width
-        if not self.path.is_file():
+        self.data = data
+        if data is None and not self.path.is_file():
             raise VideoError(f"video file not found: {self.path}; pass an existing file or --video synthetic")
         try:
-            with av.open(str(self.path)) as container:
+            with self._open() as container:
                 if not container.streams.video:
                     raise VideoError(f"{self.path} has no video stream; pass a video file (H.264 MP4, AVI, ...)")
                 stream = container.streams.video[0]
@@ -41,10 +45,13 @@ class VideoReader:
                 "video: re-encode it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`"
             ) from exc
 
+    def _open(self):
+        return av.open(io.BytesIO(self.data) if self.data is not None else str(self.path))
+
     def __iter__(self) -> Iterator[np.ndarray]:
         count = 0
         try:
-            with av.open(str(self.path)) as container:
+            with self._open() as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 for frame in container.decode(stream):

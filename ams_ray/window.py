@@ -30,6 +30,18 @@ class FrameWindow:
             self._items.append((float(t), f, l))
         self.evict(float(times_s[-1]) if len(times_s) else 0.0)
 
+    @property
+    def newest_s(self) -> float:
+        return self._items[-1][0] if self._items else 0.0
+
+    def arrays(self, newer_than_s: float = float("-inf")) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(times, frames, labels) of the frames after `newer_than_s`: what a checkpoint keeps."""
+        kept = [item for item in self._items if item[0] > newer_than_s]
+        if not kept:
+            return np.zeros(0), np.zeros((0, 0, 0, 3), np.uint8), np.zeros((0, 0, 0), np.uint8)
+        times, frames, labels = zip(*kept)
+        return np.asarray(times, dtype=np.float64), np.stack(frames), np.stack(labels)
+
     def evict(self, now_s: float) -> None:
         while self._items and self._items[0][0] < now_s - self.horizon_s:
             self._items.popleft()

@@ -53,7 +53,8 @@ def test_corrupt_video_is_reported(tmp_path):
 
 def test_extract_labels_feeds_the_label_directory_teacher(tmp_path, short_video):
     out = tmp_path / "labels"
-    proc = _run(["extract-labels", "--video", str(short_video.path), "--teacher", "oracle", "--out", str(out)],
+    exact = short_video.path.parent / "labels"  # the synthetic video's exact labels, as a label directory
+    proc = _run(["extract-labels", "--video", str(short_video.path), "--teacher", f"labels:{exact}", "--out", str(out)],
                 tmp_path)
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((out / "meta.json").read_text())

@@ -1,3 +1,5 @@
+import numpy as np
+
 from ams_ray.datasets import materialize_synthetic, resolve_video
 from ams_ray.label_store import LabelStore
 from ams_ray.video import VideoReader
@@ -15,4 +17,13 @@ def test_synthetic_video_is_written_once_as_h264_with_labels(short_video, cache_
 
 def test_a_path_is_taken_as_a_camera_file(tmp_path):
     source = resolve_video(str(tmp_path / "cam.mp4"), seed=0, duration_s=1, height=8, width=8)
-    assert source.synthetic_seed is None and source.name == "cam.mp4"
+    assert source.synthetic is None and source.label_key is None and source.name == "cam.mp4"
+
+
+def test_a_synthetic_spec_travels_as_one_key():
+    from ams_ray.datasets import SyntheticSpec
+
+    spec = SyntheticSpec(12, 60.0, 128, 256)
+    assert SyntheticSpec.from_key(spec.key) == spec
+    assert SyntheticSpec.from_key("/data/cam.mp4") is None and SyntheticSpec.from_key(None) is None
+    assert np.array_equal(spec.video().labels(30), SyntheticSpec.from_key(spec.key).video().labels(30))

@@ -11,11 +11,13 @@ from ams_ray.video import VideoReader
 def test_oracle_returns_the_exact_synthetic_labels(short_video):
     from ams_ray.synthetic import SyntheticVideo
 
-    teacher = build_teacher("oracle", short_video.path)
+    teacher = build_teacher("oracle", short_video.label_key)
     frames = VideoReader(short_video.path, 64, 128).read_all(max_frames=3)
     labels = checked_labels(teacher, frames, [0, 1, 2])
     truth = SyntheticVideo(7, duration_s=40.0, fps=15.0, height=64, width=128)
     assert all(np.array_equal(labels[i], truth.labels(i)) for i in range(3))
+    with pytest.raises(ValueError, match="only synthetic videos carry"):
+        build_teacher("oracle", str(short_video.path))  # a path is not a video the oracle knows
 
 
 def test_label_directory_and_out_of_range_ids(tmp_path):
