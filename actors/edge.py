@@ -1,70 +1,86 @@
 """EdgeStream: one per device. Plays its video on a paced clock, runs the ONNX student,
-uploads chunks to its trainer and applies the packets that come back. Never imports torch."""
+uploads chunks to its trainer and applies the packets that come back. Never imports torch.
+
+The video arrives as data (`SyntheticSpec`, rendered on this node, or a `VideoFile`'s
+bytes), and exact labels for scoring come from where the edge runs: a synthetic video's
+are re-rendered from its seed. A failed or slow upload is counted and the device carries
+on with the model it has, as a real camera would while its server restarts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import ray
+from ray.exceptions import RayError
 
 from actors.metrics import EdgeMetrics
 from ams_ray.config import AmsConfig
+from ams_ray.datasets import SyntheticSpec, VideoFile
 from ams_ray.edge_client import EdgeClient
 from ams_ray.edge_runtime import EdgeModel
+from ams_ray.messages import SampleChunk
 from ams_ray.metrics import MiouTrace, frame_miou
 from ams_ray.process_memory import own_memory_mb
-from ams_ray.teachers import TeacherPool
+from ams_ray.teachers import SyntheticOracle
 from ams_ray.video import VideoReader
-
 
 MIOU_WINDOW_S = 10.0  # video seconds behind the exported mIoU gauges
 
 
 @ray.remote(max_restarts=0)
 class EdgeStream:
-    def __init__(self, stream_id: str, video_path: str, teacher_spec: str, config_json: str, speed: float,
-                 max_duration_s: float | None, trainer, bundle) -> None:
+    def __init__(self, stream_id: str, video: SyntheticSpec | VideoFile, config_json: str, speed: float,
+                 max_duration_s: float | None, trainer, bundle, call_timeout_s: float,
+                 cache_dir: str | None = None) -> None:
         self.config = AmsConfig.model_validate_json(config_json)
-        self.stream_id, self.video_path, self.speed = stream_id, video_path, speed
-        self.max_duration_s = max_duration_s
+        self.stream_id, self.video, self.speed = stream_id, video, speed
+        self.max_duration_s, self.call_timeout_s = max_duration_s, call_timeout_s
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         self.trainer = trainer
         self.client = EdgeClient(stream_id, bundle, self.config.sampling.initial_rate_fps,
                                  self.config.training.send_period_s, self.config.video.chunk_crf)
         self.pretrained = EdgeModel(bundle)  # never updated: the baseline on the very same frames
-        self.labels = TeacherPool(teacher_spec)  # evaluation needs cached labels (oracle / labels:DIR)
+        self.truth = SyntheticOracle(video) if isinstance(video, SyntheticSpec) else None
         self.pretrained_trace = MiouTrace()
         self.metrics = EdgeMetrics(stream_id)
+        self.reader: VideoReader | None = None
         self._frames_reported = 0
         self.staleness_s: list[float] = []
+        self.applied_wall: list[float] = []
+        self.upload_errors: list[str] = []
         self.frames_done = 0
         self.max_lag_s = 0.0
-        self.upload_refs: list = []
+        self._uploads: list[asyncio.Task] = []
 
     def ready(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def set_sampling_rate(self, rate_fps: float) -> None:
-        self.client.set_sampling_rate(rate_fps)
-
-    def deliver(self, packet: bytes, due_wall: float) -> None:
-        applied = self.client.apply_packet(packet)
-        staleness = time.time() - due_wall
-        self.metrics.packet(len(packet), applied, staleness)
-        if applied:
-            self.staleness_s.append(staleness)
+    def prepare(self) -> float:
+        """Make the video playable on this node (render a synthetic one into this node's
+        cache); returns the seconds it took. Raises VideoError naming a bad file."""
+        began = time.perf_counter()
+        h, w = self.config.video.height, self.config.video.width
+        if isinstance(self.video, SyntheticSpec):
+            self.reader = VideoReader(self.video.materialize(self.cache_dir).path, h, w)
+        else:
+            self.reader = VideoReader(self.video.name, h, w, data=self.video.data)
+        return time.perf_counter() - began
 
     def progress(self) -> int:
         return self.frames_done
 
     async def run(self) -> dict:
-        reader = VideoReader(self.video_path, self.config.video.height, self.config.video.width)
-        fps = reader.fps
+        if self.reader is None:
+            raise RuntimeError(f"{self.stream_id}: run() before prepare()")
+        fps = self.reader.fps
         last = int(self.max_duration_s * fps) if self.max_duration_s else None
         start = time.time()
-        for index, frame in enumerate(reader):
+        for index, frame in enumerate(self.reader):
             if last is not None and index >= last:
                 break
             video_s = index / fps
@@ -74,41 +90,50 @@ class EdgeStream:
             self.max_lag_s = max(self.max_lag_s, lag)
             chunk = self.client.observe(index, video_s, frame)
             if chunk is not None:
-                self.upload_refs.append(self.trainer.receive_chunk.remote(chunk.to_bytes(), time.time()))
-                self.metrics.uploaded(len(chunk.frame_indices), chunk.num_bytes)
-            if index % self.config.eval_every == 0:
+                self._uploads.append(asyncio.ensure_future(self._upload(chunk, time.time())))
+            if index % self.config.eval_every == 0 and self.truth is not None:
                 self._evaluate(index, video_s, frame)
             self.frames_done = index + 1
-            await asyncio.sleep(0)  # let packets and rate changes in between frames
+            await asyncio.sleep(0)  # let replies in between frames
         if self.frames_done > self._frames_reported:
             self.metrics.frames_played.inc(self.frames_done - self._frames_reported)
             self._frames_reported = self.frames_done
-        errors = []
-        for ref in self.upload_refs:  # surface a trainer failure instead of hiding it
-            try:
-                await ref
-            except Exception as exc:  # noqa: BLE001 - reported per stream, never fatal to the others
-                self.metrics.errors.count("upload_failed")
-                errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
-                break
-        duration = self.frames_done / fps
-        trace = self.client.trace
-        return {
-            "stream_id": self.stream_id, "frames": self.frames_done, "duration_s": duration,
-            "miou": trace.mean, "pretrained_miou": self.pretrained_trace.mean,
-            "uplink_bytes": self.client.bandwidth.uplink_bytes, "downlink_bytes": self.client.bandwidth.downlink_bytes,
-            "uplink_kbps": self.client.bandwidth.uplink_kbps(duration),
-            "downlink_kbps": self.client.bandwidth.downlink_kbps(duration),
-            "updates_applied": self.client.updates_applied, "rejected_packets": self.client.rejected_packets,
-            "staleness_s": self.staleness_s, "max_lag_s": self.max_lag_s, "times_s": trace.times_s,
-            "miou_trace": trace.values, "errors": errors, "node_id": ray.get_runtime_context().get_node_id(),
-            "torch_loaded": "torch" in sys.modules,  # must stay False: torch costs ~430 MB per process
-            "memory_mb": own_memory_mb(),
-        }
+        await asyncio.gather(*self._uploads)  # each bounded by its own timeout
+        return self._report(fps)
+
+    async def _upload(self, chunk: SampleChunk, sent_wall: float) -> None:
+        """Send one chunk; apply the packet its reply carries. Staleness runs from this send
+        (the upload that made a round due) to the packet being applied."""
+        data = chunk.to_bytes()
+        self.metrics.uploaded(len(chunk.frame_indices), len(data))
+        try:
+            rate, packet = await asyncio.wait_for(self.trainer.receive_chunk.remote(data), self.call_timeout_s)
+        except (RayError, asyncio.TimeoutError) as exc:
+            kind = "upload_timeout" if isinstance(exc, asyncio.TimeoutError) else "upload_failed"
+            self.metrics.errors.count(kind)
+            self.upload_errors.append(f"chunk {chunk.sequence}: {kind}: {type(exc).__name__}")
+            return
+        self.client.set_sampling_rate(rate)
+        if packet is not None:
+            self.deliver(packet, sent_wall)
+
+    def deliver(self, packet: bytes, sent_wall: float) -> bool:
+        """Apply an update packet (a reply to an upload, or pushed by a probe); a bad one is
+        refused and counted, and the device keeps its model."""
+        applied = self.client.apply_packet(packet)
+        now = time.time()
+        self.metrics.packet(len(packet), applied, now - sent_wall)
+        if applied:
+            self.staleness_s.append(now - sent_wall)
+            self.applied_wall.append(now)
+            # Not awaited: the acknowledgement only lets the trainer checkpoint at once (the
+            # next chunk reports the same); a trainer that is gone simply misses it.
+            self.trainer.acknowledge.remote(self.client.model.last_sequence, self.client.model.version)
+        return applied
 
     def _evaluate(self, index: int, video_s: float, frame: np.ndarray) -> None:
-        """Score the live model and the pretrained one on the teacher's labels of this frame."""
-        truth = self.labels.label_many([(self.video_path, index, frame)])[0]
+        """Score the live model and the pretrained one on this frame's exact labels."""
+        truth = self.truth.label(frame[None], [index])[0]
         self.client.evaluate(video_s, frame, truth)
         baseline = self.pretrained.predict(frame[None])[0]
         self.pretrained_trace.add(video_s, frame_miou(truth, baseline, self.client.model.num_classes))
@@ -116,3 +141,20 @@ class EdgeStream:
         self.metrics.evaluated(played - self._frames_reported, self.client.trace.recent_mean(MIOU_WINDOW_S),
                                self.pretrained_trace.recent_mean(MIOU_WINDOW_S), self.client.sampling_rate_fps)
         self._frames_reported = played
+
+    def _report(self, fps: float) -> dict:
+        duration = self.frames_done / fps
+        trace, bandwidth = self.client.trace, self.client.bandwidth
+        return {
+            "stream_id": self.stream_id, "video": getattr(self.video, "name", None) or self.video.key,
+            "frames": self.frames_done, "duration_s": duration,
+            "miou": trace.mean, "pretrained_miou": self.pretrained_trace.mean,
+            "uplink_bytes": bandwidth.uplink_bytes, "downlink_bytes": bandwidth.downlink_bytes,
+            "uplink_kbps": bandwidth.uplink_kbps(duration), "downlink_kbps": bandwidth.downlink_kbps(duration),
+            "updates_applied": self.client.updates_applied, "rejected_packets": self.client.rejected_packets,
+            "upload_errors": self.upload_errors, "staleness_s": self.staleness_s, "applied_wall": self.applied_wall,
+            "max_lag_s": self.max_lag_s, "times_s": trace.times_s, "miou_trace": trace.values,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "torch_loaded": "torch" in sys.modules,  # must stay False: torch costs ~430 MB per process
+            "memory_mb": own_memory_mb(),
+        }

@@ -40,6 +40,7 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
     p95 = _percentile(staleness, 95)
     batches = [b for t in trainers for b in t["teacher_batches"]]
     ok = [e for e in edges if e["stream_id"] not in failed]
+    scored = [e for e in ok if not math.isnan(e["miou"])]  # a real video without truth labels is not scored
     baseline = memory_samples_gib[0] if memory_samples_gib else math.nan
     peak = max(memory_samples_gib) if memory_samples_gib else math.nan
     return {
@@ -47,9 +48,10 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "completed": len(ok),
         "failed": len(failed),
         "failures": failed,
-        "mean_miou": float(np.mean([e["miou"] for e in ok])) if ok else math.nan,
-        "mean_pretrained_miou": float(np.mean([e["pretrained_miou"] for e in ok])) if ok else math.nan,
-        "mean_miou_gain": float(np.mean([e["miou"] - e["pretrained_miou"] for e in ok])) if ok else math.nan,
+        "scored": len(scored),
+        "mean_miou": float(np.mean([e["miou"] for e in scored])) if scored else math.nan,
+        "mean_pretrained_miou": float(np.mean([e["pretrained_miou"] for e in scored])) if scored else math.nan,
+        "mean_miou_gain": float(np.mean([e["miou"] - e["pretrained_miou"] for e in scored])) if scored else math.nan,
         "p50_staleness_s": _percentile(staleness, 50),
         "p95_staleness_s": p95,
         "p95_staleness_video_s": p95 * speed,

@@ -31,6 +31,9 @@ class ConcurrentPolicy:
     def release(self, stream_id: str, device: str) -> list[str]:
         return []
 
+    def drop(self, stream_id: str, device: str) -> list[str]:
+        return []
+
 
 class RoundRobinPolicy:
     name = "round_robin"
@@ -67,6 +70,16 @@ class RoundRobinPolicy:
     def release(self, stream_id: str, device: str) -> list[str]:
         """Free the stream's slot; returns the streams granted in its place."""
         self._holders[device].discard(stream_id)
+        return self._fill(device)
+
+    def drop(self, stream_id: str, device: str) -> list[str]:
+        """Forget a stream that is gone (its process died), holding or queued; returns the
+        streams granted the slot it may have held."""
+        if stream_id in self._waiting[device]:
+            self._waiting[device].remove(stream_id)
+        return self.release(stream_id, device)
+
+    def _fill(self, device: str) -> list[str]:
         granted = []
         while self._waiting[device] and len(self._holders[device]) < self.slots(device):
             nxt = self._waiting[device].popleft()

@@ -4,10 +4,14 @@
     python benchmarks/multi_client.py --clients 32 --duration 60 --speed 0.125   # what a 2-core machine sustains
     python benchmarks/multi_client.py --clients 8 --speed 2 --scheduler concurrent --out runs/mc8
     python benchmarks/multi_client.py --clients 16 --address auto        # join a running cluster
+    python benchmarks/multi_client.py --clients 6 --duration 60 --num-cpus 1 \
+        --fault kill-trainer:stream-001@22 --fault kill-teacher@35          # inject faults, measure recovery
+    python benchmarks/multi_client.py --clients 2 --videos a.mp4 b.mp4    # your own videos (a model teacher)
 
 Starts (or joins) Ray, deploys the shared Teacher on Serve, runs one EdgeStream and one
 StreamTrainer per client on distinct videos (the embedded default: synthetic seeds 0..N-1),
 and writes summary.json, streams.csv, miou_over_time.png and staleness.png to --out.
+Trainers checkpoint their streams to --checkpoint-store and resume there when restarted.
 Exits non-zero when any stream failed, naming it and why.
 """
 
@@ -32,7 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=300.0, help="seconds of video per stream")
     p.add_argument("--speed", type=float, default=1.0, help="video seconds per wall second (1.0 = real time)")
     p.add_argument("--address", default=None, help="auto or HOST:PORT to join a cluster; default: start one on loopback")
-    p.add_argument("--teacher", default="oracle", help="oracle | labels:DIR (edges score against cached labels)")
+    p.add_argument("--teacher", default="oracle",
+                   help="oracle (exact labels of synthetic videos) | torchvision:NAME:WEIGHTS | MODULE:FACTORY")
+    p.add_argument("--videos", nargs="+", type=Path, default=None,
+                   help="one real video per client, shipped as bytes to its edge (scored only where truth exists)")
     p.add_argument("--student", default="tiny")
     p.add_argument("--strategy", default="ams_gg10")
     p.add_argument("--scheduler", default="round_robin", choices=["concurrent", "round_robin"],
@@ -44,15 +51,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher-batch", type=int, default=8)
     p.add_argument("--teacher-gpus", type=float, default=0.0)
     p.add_argument("--seed-base", type=int, default=0)
+    p.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the loopback cluster this starts")
+    p.add_argument("--checkpoint-store", default=None,
+                   help="directory or fsspec URL (s3://...) every node reaches; default: ~/.cache/ams-ray/checkpoints")
+    p.add_argument("--checkpoint-window-s", type=float, default=None,
+                   help="newest seconds of the labelled window a checkpoint keeps (default: all of it)")
+    p.add_argument("--deadline-s", type=float, default=None,
+                   help="wall seconds after the start when streams still running are reported failed "
+                        "(default: 2 x duration / speed + 120)")
+    p.add_argument("--fault", action="append", default=[], type=_fault, metavar="SPEC",
+                   help="kill-trainer:STREAM@S | kill-teacher@S | kill-edge:STREAM@S (repeatable; S = wall seconds "
+                        "after the streams start)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="Ray's metrics export port when starting a cluster (Prometheus target 127.0.0.1:PORT)")
     p.add_argument("--metrics-flush-s", type=float, default=12.0,
                    help="keep actors this long after the run so Prometheus sees the final counts (0: no wait)")
     p.add_argument("--out", type=Path, default=Path("runs/multi_client"))
     args = p.parse_args(argv)
+    if args.videos:
+        args.clients = len(args.videos)
     if args.streams_per_gpu:
         args.gpus_per_trainer = 1.0 / args.streams_per_gpu
     return args
+
+
+def _fault(text: str):
+    from ams_ray.faults import Fault
+
+    try:
+        return Fault.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv=None) -> int:
@@ -64,15 +93,19 @@ def main(argv=None) -> int:
     import ray
 
     from actors.cluster import connect
-    from actors.fleet import FleetConfig, run_fleet
+    from actors.fleet import run_fleet
     from ams_ray.placement import PlacementError
 
-    connect(args.address, metrics_export_port=args.metrics_port)
+    from ams_ray.faults import fault_outcomes
+    from ams_ray.fleet_plan import FleetConfig
+
+    connect(args.address, num_cpus=args.num_cpus, metrics_export_port=args.metrics_port)
     config = FleetConfig(clients=args.clients, duration_s=args.duration, speed=args.speed, teacher=args.teacher,
-                         student=args.student, strategy=args.strategy, scheduler=args.scheduler,
+                         student=args.student, strategy=args.strategy, scheduler=args.scheduler, videos=args.videos,
                          gpus_per_trainer=args.gpus_per_trainer, teacher_replicas=args.teacher_replicas,
                          teacher_batch=args.teacher_batch, teacher_gpus=args.teacher_gpus, seed_base=args.seed_base,
-                         metrics_flush_s=args.metrics_flush_s)
+                         checkpoint_store=args.checkpoint_store, checkpoint_window_s=args.checkpoint_window_s,
+                         deadline_s=args.deadline_s, faults=args.fault, metrics_flush_s=args.metrics_flush_s)
     bar = tqdm(desc=f"{args.clients} streams at {args.speed:g}x", unit="frame")
 
     def progress(done: int, running: int) -> None:
@@ -81,7 +114,7 @@ def main(argv=None) -> int:
 
     try:
         result = run_fleet(config, progress)
-    except (PlacementError, ValueError) as exc:
+    except (PlacementError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -92,6 +125,8 @@ def main(argv=None) -> int:
                         result.memory_samples_gib, AmsConfig.for_profile(config.profile).training.period_s)
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
+    summary["faults"] = fault_outcomes(result.faults, result.edges, result.trainers)
+    summary["trainer_restarts"] = sum(bool(t.get("restarted")) for t in result.trainers)
     write_report(args.out, summary, stream_rows(result.edges, result.trainers, result.failed), result.edges)
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}, indent=2))
     print(f"wrote {args.out}/summary.json, streams.csv, miou_over_time.png, staleness.png")

@@ -1,9 +1,13 @@
 """The Teacher deployment: one batched labelling service shared by every stream.
 
-Each request is one frame (with its video and frame index, which cached teachers need);
-`@serve.batch` gathers requests from all streams into one `TeacherPool.label_many` call,
-so a model teacher runs one forward pass per batch. Every reply carries the size of the
-batch it rode in, which is how callers measure batching without a side channel.
+Each request is one frame (with its source key and frame index, which the oracle and
+label directories need; never a path); `@serve.batch` gathers requests from all streams into
+one `TeacherPool.label_many` call, so a model teacher runs one forward pass per batch. Every
+reply carries the size of the batch it rode in, which is how callers measure batching
+without a side channel.
+
+Serve replaces a replica that dies or fails `check_health`; callers retry a request that
+was in flight on it once (`actors/trainer.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ams_ray.teachers import TeacherPool
 
 DEPLOYMENT_NAME = "Teacher"
 APP_NAME = "ams-teacher"
+UNHEALTHY_AFTER_FAILED_BATCHES = 3  # in a row: the replica's teacher is broken, not one request
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
@@ -27,6 +32,7 @@ class TeacherDeployment:
         self._label_batch.set_max_batch_size(max_batch_size)
         self._label_batch.set_batch_wait_timeout_s(batch_wait_s)
         self._queued = 0
+        self._failed_batches = 0
         self.metrics = TeacherMetrics(DEPLOYMENT_NAME, lambda: self._queued)
 
     async def label(self, request: tuple[str | None, int, np.ndarray]) -> tuple[np.ndarray, int, float]:
@@ -49,6 +55,8 @@ class TeacherDeployment:
             labels: list = self.pool.label_many(requests)
         except Exception:  # noqa: BLE001 - isolated per request below
             labels = [self._label_alone(request) for request in requests]
+        failed = all(isinstance(l, Exception) for l in labels)
+        self._failed_batches = self._failed_batches + 1 if failed else 0
         seconds = time.perf_counter() - began
         self.metrics.batch(len(requests), seconds)
         return [l if isinstance(l, Exception) else (l, len(requests), seconds) for l in labels]
@@ -60,8 +68,13 @@ class TeacherDeployment:
             self.metrics.errors.count("teacher_failed")
             return exc
 
-    async def num_classes(self, video_path: str | None = None) -> int:
-        return self.pool.teacher_for(video_path).num_classes
+    def check_health(self) -> None:
+        """Serve calls this periodically and replaces the replica when it raises."""
+        if self._failed_batches >= UNHEALTHY_AFTER_FAILED_BATCHES:
+            raise RuntimeError(f"teacher {self.pool.spec!r}: the last {self._failed_batches} batches all failed")
+
+    async def num_classes(self, label_key: str | None = None) -> int:
+        return self.pool.teacher_for(label_key).num_classes
 
 
 def teacher_app(
@@ -71,6 +84,7 @@ def teacher_app(
     batch_wait_s: float = 0.02,
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
+    custom_resources: dict[str, float] | None = None,
 ):
     """The bound application; `max_ongoing_requests` is kept >= 2x the batch, or Serve
     would hand each replica too few requests to ever fill a batch."""
@@ -78,5 +92,5 @@ def teacher_app(
     return TeacherDeployment.options(
         num_replicas=replicas,
         max_ongoing_requests=max(2 * max_batch_size, 16),
-        ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
+        ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": custom_resources or {}},
     ).bind(spec, max_batch_size, batch_wait_s, device)

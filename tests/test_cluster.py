@@ -53,7 +53,8 @@ def two_nodes(tmp_path):
 
 
 def test_trainers_land_on_the_server_node_and_edges_on_the_edge_node(two_nodes, cache_dir):
-    from actors.fleet import FleetConfig, run_fleet
+    from actors.fleet import run_fleet
+    from ams_ray.fleet_plan import FleetConfig
 
     nodes = {n["NodeManagerAddress"]: n["NodeID"] for n in two_nodes.nodes() if n["Alive"]}
     assert set(nodes) == {"127.0.0.2", "127.0.0.3"}

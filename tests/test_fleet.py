@@ -1,53 +1,100 @@
-import time
+"""Fleets on a real loopback Ray cluster: the data path end to end, and what each fault costs."""
 
 import pytest
 
-from actors.fleet import FleetConfig, run_fleet
+from actors.fleet import run_fleet
+from ams_ray.datasets import SyntheticSpec
+from ams_ray.faults import Fault, fault_outcomes
+from ams_ray.fleet_plan import FleetConfig
 from ams_ray.fleet_report import summarize
 from ams_ray.placement import PlacementError
 
 
-def test_streams_adapt_end_to_end_on_packed_fractional_gpus(ray_local, cache_dir):
+def test_streams_adapt_end_to_end_on_packed_fractional_gpus(ray_local, cache_dir, tmp_path):
     config = FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=500,
-                         teacher_cpus=0.5)
+                         teacher_cpus=0.5, checkpoint_store=str(tmp_path / "store"))
     result = run_fleet(config)
     assert {n["NodeManagerAddress"] for n in ray_local.nodes()} == {"127.0.0.1"}
     assert result.failed == {}
     assert not any(edge["torch_loaded"] for edge in result.edges), "edges must never import torch"
     summary = summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 2.0,
                         result.memory_samples_gib)
-    assert summary["completed"] == 2
+    assert summary["completed"] == 2 and summary["scored"] == 2
     for edge in result.edges:
         assert edge["frames"] == 450 and edge["updates_applied"] >= 2
         assert 0 < edge["uplink_kbps"] < 200 and 0 < edge["downlink_kbps"] < 200
-        assert len(edge["staleness_s"]) == edge["updates_applied"]
-    assert summary["p95_staleness_s"] < 10.0
-    assert all(t["rounds"] >= 2 for t in result.trainers)
+        assert len(edge["staleness_s"]) == len(edge["applied_wall"]) == edge["updates_applied"]
+    assert all(t["rounds"] >= 2 and not t["restarted"] for t in result.trainers)
+    assert all(t["checkpoint"]["written"] >= 1 for t in result.trainers), "a checkpoint after an applied packet"
+    assert set(result.setup_s) == {"teacher", "trainers", "edges", "videos"}
     # both trainers asked for 1/2 of the single logical GPU and share it, taking turns (round_robin)
     assert len(set(result.coordinator["devices"].values())) == 1
     assert next(iter(result.coordinator["devices"].values())).endswith(":gpu0")
 
 
-def test_impossible_request_fails_within_seconds(ray_local, cache_dir):
-    began = time.time()
+def test_impossible_request_fails_before_anything_starts(ray_local, cache_dir):
     with pytest.raises(PlacementError, match=r"asked for 4 GPU in all \(8 trainers x 0.5 GPU\) but the cluster has 1"):
         run_fleet(FleetConfig(clients=8, duration_s=10.0, gpus_per_trainer=0.5, cache_dir=cache_dir))
-    assert time.time() - began < 10
 
 
-def test_model_teachers_need_cached_labels_for_scoring(ray_local):
-    with pytest.raises(ValueError, match="extract-labels"):
-        run_fleet(FleetConfig(clients=1, teacher="torchvision:deeplabv3_resnet50:cache"))
+@pytest.fixture(scope="module")
+def faulted_run(ray_local, cache_dir, tmp_path_factory):
+    """Three streams; the trainer of one is killed after its first checkpoint, another's edge
+    (the device) is killed, and the teacher's replica is killed mid-run."""
+    store = tmp_path_factory.mktemp("checkpoints")
+    faults = [Fault.parse("kill-trainer:stream-700@14"), Fault.parse("kill-edge:stream-701@10"),
+              Fault.parse("kill-teacher@20")]
+    config = FleetConfig(clients=3, duration_s=45.0, speed=1.5, cache_dir=cache_dir, seed_base=700,
+                         teacher_cpus=0.5, checkpoint_store=str(store), faults=faults)
+    result = run_fleet(config)
+    return result, {o["fault"]: o for o in fault_outcomes(result.faults, result.edges, result.trainers)}
 
 
-@pytest.mark.slow
-def test_eight_streams_adapt_and_keep_up_at_half_speed(ray_local, cache_dir):
-    """About 3 minutes: eight 60 s streams on the default scheduler, scored like the benchmark."""
-    result = run_fleet(FleetConfig(clients=8, duration_s=60.0, speed=0.5, cache_dir=cache_dir, seed_base=600,
-                                   gpus_per_trainer=0.0, cpus_per_trainer=0.25))
-    summary = summarize(result.edges, result.trainers, result.failed, 8, result.wall_s, 0.5,
-                        result.memory_samples_gib)
-    assert summary["completed"] == 8 and result.failed == {}
-    assert all(edge["updates_applied"] >= 4 for edge in result.edges)
-    assert summary["mean_miou_gain"] > 3.0
-    assert summary["keeps_up"], summary["p95_staleness_video_s"]
+def test_a_killed_trainer_resumes_its_stream_from_the_checkpoint(faulted_run):
+    result, outcomes = faulted_run
+    assert "stream-700" not in result.failed
+    trainer = next(t for t in result.trainers if t["stream_id"] == "stream-700")
+    assert trainer["restarted"]
+    assert outcomes["kill-trainer:stream-700@14"]["updates_after"] >= 1
+    assert outcomes["kill-trainer:stream-700@14"]["recovered_s"] is not None
+    edge = next(e for e in result.edges if e["stream_id"] == "stream-700")
+    assert edge["rejected_packets"] == [], "no packet after the restart disagreed with the device"
+
+
+def test_a_killed_edge_fails_its_stream_alone(faulted_run):
+    result, _ = faulted_run
+    assert set(result.failed) == {"stream-701"}
+    assert "stream-701" not in {e["stream_id"] for e in result.edges}
+    assert {e["stream_id"] for e in result.edges} == {"stream-700", "stream-702"}
+
+
+def test_a_killed_teacher_replica_is_replaced_and_labelling_resumes(faulted_run):
+    result, outcomes = faulted_run
+    assert outcomes["kill-teacher@20"]["recovered_s"] is not None, "a chunk was labelled after the kill"
+    survivor = next(e for e in result.edges if e["stream_id"] == "stream-702")
+    assert survivor["updates_applied"] >= 2 and survivor["frames"] == 675
+
+
+def test_an_unwritable_checkpoint_store_is_reported_and_streams_go_on(ray_local, cache_dir, tmp_path):
+    blocker = tmp_path / "store"
+    blocker.write_text("a file where the checkpoint directory should be")
+    result = run_fleet(FleetConfig(clients=1, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=510,
+                                   teacher_cpus=0.5, checkpoint_store=str(blocker)))
+    assert result.failed == {} and result.edges[0]["updates_applied"] >= 2
+    checkpoint = result.trainers[0]["checkpoint"]
+    assert checkpoint["written"] == 0
+    assert "cannot write the checkpoint of stream-510" in checkpoint["error"] and str(blocker) in checkpoint["error"]
+
+
+def test_a_corrupt_video_fails_its_stream_alone(ray_local, cache_dir, tmp_path):
+    """Real files, shipped as bytes; a pixel teacher (no exact labels), so streams are not scored."""
+    good = SyntheticSpec(520, 30.0, 128, 256).materialize(cache_dir).path
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(good.read_bytes()[:2000])  # a truncated upload of a real file
+    result = run_fleet(FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=520,
+                                   teacher="tests.teacher_plugins:colour", teacher_cpus=0.5,
+                                   videos=[good, broken], checkpoint_store=str(tmp_path / "store")))
+    assert set(result.failed) == {"stream-521"}
+    assert "broken.mp4" in result.failed["stream-521"] and "corrupt" in result.failed["stream-521"]
+    (edge,) = result.edges
+    assert edge["stream_id"] == "stream-520" and edge["frames"] == 450 and edge["updates_applied"] >= 2

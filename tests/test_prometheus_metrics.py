@@ -48,7 +48,8 @@ def scraped_run(tmp_path_factory, cache_dir):
     import ray
 
     from actors.cluster import connect
-    from actors.fleet import FleetConfig, run_fleet
+    from actors.fleet import run_fleet
+    from ams_ray.fleet_plan import FleetConfig
 
     if ray.is_initialized():
         ray.shutdown()

@@ -1,42 +1,90 @@
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import pytest
+import ray
 from ray import serve
 
+from actors.fault_injection import inject, teacher_replicas
+from actors.teacher_client import label_with_retry
+from ams_ray.faults import Fault
 from serve.teacher import APP_NAME, teacher_app
 
 
-def test_teacher_batches_frames_from_concurrent_callers(ray_local, short_video):
+@pytest.fixture
+def teacher(ray_local):
+    """Deploys a teacher app (call with its spec and options); deleted after the test."""
+    serve.start(http_options={"host": "127.0.0.1"})
+
+    def deploy(spec: str, **options):
+        return serve.run(teacher_app(spec, num_cpus=0.5, **options), name=APP_NAME, route_prefix=None)
+
+    yield deploy
+    serve.delete(APP_NAME)
+
+
+def test_teacher_batches_frames_from_concurrent_callers(teacher, short_video):
     from ams_ray.synthetic import SyntheticVideo
 
-    serve.start(http_options={"host": "127.0.0.1"})
-    handle = serve.run(teacher_app("oracle", max_batch_size=8, batch_wait_s=0.1, num_cpus=0.5),
-                       name=APP_NAME, route_prefix=None)
+    handle = teacher("oracle", max_batch_size=8, batch_wait_s=0.1)
     truth = SyntheticVideo(7, duration_s=40.0, fps=15.0, height=64, width=128)
-    frame = np.zeros((64, 128, 3), np.uint8)
-    responses = [handle.label.remote((str(short_video.path), i, frame)) for i in range(32)]
-    results = [r.result() for r in responses]
+    frame = np.zeros((64, 128, 3), np.uint8)  # the oracle regenerates labels from (seed, index): pixels unused
+    responses = [handle.label.remote((short_video.label_key, i, frame)) for i in range(32)]
+    results = [r.result(timeout_s=60) for r in responses]
     for i, (labels, _, _) in enumerate(results):
         assert np.array_equal(labels, truth.labels(i))
     batch_sizes = [batch for _, batch, _ in results]
     assert np.mean(batch_sizes) > 1 and max(batch_sizes) <= 8
-    assert handle.num_classes.remote(str(short_video.path)).result() == 7
-    serve.delete(APP_NAME)
+    assert handle.num_classes.remote(short_video.label_key).result(timeout_s=60) == 7
 
 
-def test_a_bad_request_fails_alone_and_its_batch_mates_get_labels(ray_local, short_video, tmp_path):
-    import pytest
-
-    serve.start(http_options={"host": "127.0.0.1"})
-    handle = serve.run(teacher_app("oracle", max_batch_size=8, batch_wait_s=0.2, num_cpus=0.5),
-                       name=APP_NAME, route_prefix=None)
+def test_a_bad_request_fails_alone_and_its_batch_mates_get_labels(teacher, short_video):
+    handle = teacher("oracle", max_batch_size=8, batch_wait_s=0.2)
     frame = np.zeros((64, 128, 3), np.uint8)
-    bad_video = str(tmp_path / "camera.mp4")  # a real video has no exact labels for the oracle
-    requests = [(bad_video if i == 3 else str(short_video.path), i, frame) for i in range(8)]
+    requests = [("/data/camera.mp4" if i == 3 else short_video.label_key, i, frame) for i in range(8)]
     responses = [handle.label.remote(r) for r in requests]
     for i, response in enumerate(responses):
         if i == 3:
             with pytest.raises(Exception, match="oracle' needs exact labels"):
-                response.result()
+                response.result(timeout_s=60)
         else:
-            labels, batch, _ = response.result()
+            labels, batch, _ = response.result(timeout_s=60)
             assert labels.shape == (64, 128) and batch > 1
-    serve.delete(APP_NAME)
+
+
+def test_requests_in_flight_on_a_killed_replica_are_retried_on_its_replacement(teacher):
+    """The slow teacher takes 2 s a batch; its replica is killed inside the first batch, which
+    holds a plain request (it fails) and a retrying caller's requests (they get labels)."""
+    handle = teacher("tests.teacher_plugins:slow_colour", max_batch_size=8, batch_wait_s=0.2)
+    frames = np.random.default_rng(0).integers(0, 255, (4, 32, 64, 3), dtype=np.uint8)
+    requests = [(None, i, f) for i, f in enumerate(frames)]
+    (before,) = teacher_replicas()
+    with ThreadPoolExecutor(1) as pool:
+        retrying = pool.submit(label_with_retry, handle, requests, 120.0)
+        plain = handle.label.remote(requests[0])
+        time.sleep(1.0)  # inside the 2 s batch (not an assertion: only where the kill lands)
+        inject(Fault("kill-teacher", 1.0), {}, {})
+        with pytest.raises(Exception):
+            plain.result(timeout_s=60)  # what a caller without the retry sees
+        results = retrying.result(timeout=300)
+    assert not any(isinstance(r, Exception) for r in results)
+    from tests.teacher_plugins import ColourTeacher
+
+    expected = ColourTeacher().label(frames)
+    assert all(np.array_equal(r[0], e) for r, e in zip(results, expected)), "labels come from the pixels"
+    assert teacher_replicas() and teacher_replicas() != [before], "Serve replaced the killed replica"
+
+
+def test_a_replica_whose_teacher_keeps_failing_is_replaced(teacher):
+    handle = teacher("tests.teacher_plugins:broken", max_batch_size=2, batch_wait_s=0.01)
+    (before,) = teacher_replicas()
+    frame = np.zeros((8, 8, 3), np.uint8)
+    for i in range(3):  # three failed batches in a row make check_health fail
+        with pytest.raises(Exception, match="this teacher's model is broken"):
+            handle.label.remote((None, i, frame)).result(timeout_s=60)
+    for _ in range(120):  # Serve checks health every 10 s; bounded wait, not a timed assertion
+        if teacher_replicas() not in ([], [before]):
+            break
+        time.sleep(1.0)
+    assert teacher_replicas() not in ([], [before])

@@ -1,0 +1,47 @@
+"""Teachers written as users write them (`MODULE:FACTORY`), for the fleet and Serve tests.
+
+Importable by Ray workers because Ray puts the driver's sys.path (pytest's rootdir) on theirs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ams_ray.synthetic import NUM_CLASSES, _PROTOTYPES
+
+
+class ColourTeacher:
+    """Labels pixels by the nearest class prototype colour: a real, if weak, teacher that
+    looks only at the pixels it is sent."""
+
+    num_classes = NUM_CLASSES
+
+    def __init__(self, seconds_per_batch: float = 0.0) -> None:
+        self.seconds_per_batch = seconds_per_batch
+
+    def label(self, frames: np.ndarray, frame_indices=None) -> np.ndarray:
+        time.sleep(self.seconds_per_batch)
+        distance = ((frames[..., None, :].astype(np.float32) - _PROTOTYPES) ** 2).sum(-1)
+        return distance.argmin(-1).astype(np.uint8)
+
+
+class BrokenTeacher:
+    num_classes = NUM_CLASSES
+
+    def label(self, frames: np.ndarray, frame_indices=None) -> np.ndarray:
+        raise RuntimeError("this teacher's model is broken")
+
+
+def colour() -> ColourTeacher:
+    return ColourTeacher()
+
+
+def slow_colour() -> ColourTeacher:
+    """Two seconds a batch: long enough to kill its replica in the middle of one."""
+    return ColourTeacher(seconds_per_batch=2.0)
+
+
+def broken() -> BrokenTeacher:
+    return BrokenTeacher()
