@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from actors.loopback import use_loopback_only
+from tests.ray_session import shutdown_ray
 
 use_loopback_only()  # before any test imports ray: test clusters stay on 127.0.0.1
 torch.set_num_threads(1)
@@ -37,9 +38,7 @@ def ray_local():
 
     from actors.cluster import connect
 
+    shutdown_ray()  # whatever ran before, this module owns its cluster
     connect(None, num_cpus=4, num_gpus=1)
     yield ray
-    from ray import serve
-
-    serve.shutdown()
-    ray.shutdown()
+    shutdown_ray()

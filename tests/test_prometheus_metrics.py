@@ -18,6 +18,7 @@ import pytest
 from ams_ray.telemetry import CATALOGUE
 from monitoring import dashboard
 from monitoring.launch import start_prometheus
+from tests.ray_session import shutdown_ray
 
 STREAMS = ("stream-520", "stream-521")
 
@@ -51,8 +52,7 @@ def scraped_run(tmp_path_factory, cache_dir):
     from actors.fleet import run_fleet
     from ams_ray.fleet_plan import FleetConfig
 
-    if ray.is_initialized():
-        ray.shutdown()
+    shutdown_ray()
     os.environ["RAY_metrics_report_interval_ms"] = "1000"  # workers push metrics every second, not every 10
     metrics_port = _free_port()
     connect(None, num_cpus=4, metrics_export_port=metrics_port)
@@ -75,10 +75,7 @@ def scraped_run(tmp_path_factory, cache_dir):
         yield prometheus.url, result, settled
     finally:
         prometheus.stop()
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
+        shutdown_ray()
         os.environ.pop("RAY_metrics_report_interval_ms", None)
 
 
