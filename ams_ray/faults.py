@@ -7,7 +7,8 @@
 `fault_outcomes` reads the streams' reports afterwards: for each fault, `recovered_s` is
 the wall time from the kill to the stream's next applied packet (for the teacher, to the
 next chunk any stream got labelled) and `updates_after` the packets that stream applied
-after the kill. The Ray side that carries kills out is `actors/fault_injection.py`.
+after the kill; a killed trainer also reports the packet its checkpoint resumed from (None:
+it came back before its first checkpoint and started afresh). The Ray side that carries kills out is `actors/fault_injection.py`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def fault_outcomes(fired: list[tuple[Fault, float]], edges: list[dict], trainers
     """`fired`: (fault, wall time it was carried out). Edges report `applied_wall` (wall time
     of every applied packet), trainers `labelled_wall` (of every labelled chunk)."""
     applied = {e["stream_id"]: e.get("applied_wall", []) for e in edges}
+    resumed = {t.get("stream_id"): t.get("resumed_from_packet") for t in trainers}
     labelled = sorted(t for trainer in trainers for t in trainer.get("labelled_wall", []))
     outcomes = []
     for fault, wall in fired:
@@ -55,5 +57,6 @@ def fault_outcomes(fired: list[tuple[Fault, float]], edges: list[dict], trainers
         outcomes.append({
             "fault": str(fault), "at_s": fault.at_s, "stream": fault.stream,
             "recovered_s": (min(after) - wall) if after else None, "updates_after": updates,
+            **({"resumed_from_packet": resumed.get(fault.stream)} if fault.kind == "kill-trainer" else {}),
         })
     return outcomes

@@ -20,11 +20,12 @@ def test_bad_fault_specs_say_what_is_accepted(text, message):
 
 def test_recovery_is_the_wait_for_the_next_applied_packet_or_labelled_chunk():
     edges = [{"stream_id": "s1", "applied_wall": [100.0, 111.0, 125.0]}, {"stream_id": "s2", "applied_wall": [104.0]}]
-    trainers = [{"labelled_wall": [101.0, 140.0]}, {"labelled_wall": [131.0]}]
+    trainers = [{"stream_id": "s1", "labelled_wall": [101.0, 140.0], "resumed_from_packet": 1},
+                {"stream_id": "s2", "labelled_wall": [131.0]}]
     fired = [(Fault("kill-trainer", 5.0, "s1"), 105.0), (Fault("kill-teacher", 20.0), 120.0),
              (Fault("kill-edge", 6.0, "s2"), 106.0)]
     trainer, teacher, edge = fault_outcomes(fired, edges, trainers)
     assert trainer == {"fault": "kill-trainer:s1@5", "at_s": 5.0, "stream": "s1", "recovered_s": 6.0,
-                       "updates_after": 2}
+                       "updates_after": 2, "resumed_from_packet": 1}
     assert teacher["recovered_s"] == 11.0 and teacher["updates_after"] is None
     assert edge["recovered_s"] is None and edge["updates_after"] == 0
