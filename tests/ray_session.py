@@ -17,3 +17,38 @@ def shutdown_ray() -> None:
         serve.shutdown()
         ray.shutdown()
     SharedRouterLongPollClient.get_or_create.cache_clear()
+
+
+def stop_nodes(gcs_port: int, timeout_s: float = 30.0) -> None:
+    """Stop the Ray nodes of the cluster whose GCS listens on `gcs_port`, and only those.
+
+    `ray stop --force` would kill every Ray process on the machine, other users' clusters
+    included; a node started with `ray start` is found instead by its GCS address in its
+    command line, and its workers and agents as that process's descendants.
+    """
+    import psutil
+
+    marks = (f":{gcs_port} ", f"--gcs_server_port={gcs_port} ")
+    roots = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or []) + " "
+        if any(mark in line for mark in marks):
+            roots.append(process)
+    processes = {p.pid: p for root in roots for p in [root, *_descendants(root)]}
+    for process in processes.values():
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(processes.values()), timeout=timeout_s)
+    for process in alive:
+        process.kill()
+
+
+def _descendants(process) -> list:
+    import psutil
+
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ray_session import shutdown_ray
+from tests.ray_session import shutdown_ray, stop_nodes
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -68,7 +68,7 @@ def nodes_sharing_no_disk(tmp_path, monkeypatch):
               f"mount -t tmpfs tmpfs {cache} && exec {worker}"], env)
         yield f"127.0.0.2:{port}", cache
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_nodes(port)  # these two nodes only: not `ray stop`, which stops every cluster on the machine
 
 
 def _kill_after_first_checkpoint(store: Path, stream_id: str, trainers: dict, killed: list) -> None:
