@@ -30,7 +30,9 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return
     kwargs = {"_metrics_export_port": metrics_export_port} if metrics_export_port else {}
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+    # address="local": always a new cluster. Without it ray.init joins whatever cluster
+    # /tmp/ray/ray_current_cluster names (the last `ray start --head` here), even a dead one.
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address="127.0.0.1", include_dashboard=False,
              runtime_env=runtime_env, log_to_driver=False, **kwargs)
 
 

@@ -1,5 +1,8 @@
 """Helpers for tests that start and stop Ray clusters in one pytest process."""
 
+import tempfile
+from pathlib import Path
+
 
 def shutdown_ray() -> None:
     """Stop Serve and Ray in this process and forget Serve's per-process router state.
@@ -43,6 +46,18 @@ def stop_nodes(gcs_port: int, timeout_s: float = 30.0) -> None:
     _, alive = psutil.wait_procs(list(processes.values()), timeout=timeout_s)
     for process in alive:
         process.kill()
+    _forget_cluster_address(gcs_port)
+
+
+def _forget_cluster_address(gcs_port: int) -> None:
+    """`ray start --head` records its address for later `ray.init()` calls; `ray stop` would
+    remove it, so a stopped cluster's address is removed here too."""
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    try:
+        if current.read_text().strip().endswith(f":{gcs_port}"):
+            current.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _descendants(process) -> list:
