@@ -98,3 +98,16 @@ def test_a_corrupt_video_fails_its_stream_alone(ray_local, cache_dir, tmp_path):
     assert "broken.mp4" in result.failed["stream-521"] and "corrupt" in result.failed["stream-521"]
     (edge,) = result.edges
     assert edge["stream_id"] == "stream-520" and edge["frames"] == 450 and edge["updates_applied"] >= 2
+
+
+@pytest.mark.slow
+def test_eight_streams_adapt_at_half_speed(ray_local, cache_dir, tmp_path):
+    """About 3 minutes: eight 60 s streams on the default scheduler, scored like the benchmark."""
+    result = run_fleet(FleetConfig(clients=8, duration_s=60.0, speed=0.5, cache_dir=cache_dir, seed_base=600,
+                                   gpus_per_trainer=0.0, cpus_per_trainer=0.25,
+                                   checkpoint_store=str(tmp_path / "store")))
+    summary = summarize(result.edges, result.trainers, result.failed, 8, result.wall_s, 0.5,
+                        result.memory_samples_gib)
+    assert summary["completed"] == 8 and result.failed == {}
+    assert all(edge["updates_applied"] >= 4 for edge in result.edges)
+    assert summary["mean_miou_gain"] > 3.0
