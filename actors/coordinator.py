@@ -27,8 +27,8 @@ class Coordinator:
 
     def register(self, stream_id: str, device: str, slots: int, incarnation: str) -> None:
         """`slots`: rounds the device can run at once (1 per GPU; a CPU node's core count)."""
-        if self.book.incarnations.get(stream_id) not in (None, incarnation):
-            self._wake(stream_id, False)  # the replaced process's pending request ends now
+        if not self.book.current(stream_id, incarnation):
+            self._wake(stream_id, False)  # a replaced process's pending request ends now
         self._grant(self.book.register(stream_id, device, slots, incarnation, time.monotonic()))
 
     async def acquire(self, stream_id: str, incarnation: str) -> bool:

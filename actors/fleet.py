@@ -142,7 +142,7 @@ def _prepare_videos(launched: Launched, timeout_s: float) -> None:
         try:
             ray.get(ref)
         except RayError as exc:
-            launched.failed[refs[ref]] = _first_line(exc)
+            launched.failed[refs[ref]] = _reason(exc)
     for ref in pending:
         launched.failed[refs[ref]] = f"video not ready within {timeout_s:g} s"
     for sid in launched.failed:
@@ -195,7 +195,7 @@ def _collect_edge(ref, stream_id: str, reports: list[dict], failed: dict[str, st
     try:
         report = ray.get(ref)
     except RayError as exc:
-        failed[stream_id] = _first_line(exc)
+        failed[stream_id] = _reason(exc)
         return
     reports.append(report)
 
@@ -208,7 +208,7 @@ def _collect_trainers(launched: Launched, timeout_s: float) -> list[dict]:
         try:
             stats.append(ray.get(ref))
         except RayError as exc:
-            launched.failed.setdefault(refs[ref], f"trainer lost: {_first_line(exc)}")
+            launched.failed.setdefault(refs[ref], f"trainer lost: {_reason(exc)}")
     for ref in pending:
         launched.failed.setdefault(refs[ref], f"trainer did not report within {timeout_s:g} s")
     return stats
@@ -245,6 +245,7 @@ def _wait_ready(actors: dict, config: FleetConfig, role: str, resources: dict[st
         )
 
 
-def _first_line(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> str:
+    """The last line of a Ray error: the remote exception's own message, under its traceback."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return (lines[-1] if lines else type(exc).__name__)[:300]

@@ -60,12 +60,12 @@ class StreamTrainer:
         self.teacher_batches: list[int] = []
         self.labelled_wall: list[float] = []
         self.train_seconds = 0.0
-        self.checkpoint = {"written": 0, "bytes": 0, "seconds": 0.0, "error": None}
+        self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
         self.store = CheckpointStore(settings.checkpoint_url)
         self.resumed_from = self._resume()
         self.incarnation = uuid.uuid4().hex
-        ray.get(coordinator.register.remote(stream_id, self.device(), self._slots(), self.incarnation),
-                timeout=settings.turn_timeout_s)
+        ray.get(coordinator.register.remote(stream_id, self._device(), self._slots(), self.incarnation),
+                timeout=settings.call_timeout_s)
 
     # ------------------------------------------------------------------ set-up
     def _resume(self) -> int | None:
@@ -85,7 +85,7 @@ class StreamTrainer:
     def ready(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def device(self) -> str:
+    def _device(self) -> str:
         """The device this trainer shares with others: a GPU, or its node's CPUs."""
         node = ray.get_runtime_context().get_node_id()
         gpus = ray.get_gpu_ids()
@@ -123,7 +123,7 @@ class StreamTrainer:
         """The device applied `packet`: checkpoint the stream (once per packet), so a restart
         resumes with exactly the model the device holds."""
         if packet and packet == self.distiller.sequence and version == self.distiller.version \
-                and packet > self.checkpoint.get("sequence", 0):
+                and packet > self.checkpoint["sequence"]:
             self._write_checkpoint()
 
     def _label(self, frames: np.ndarray, frame_indices: list[int]) -> np.ndarray:
@@ -132,7 +132,7 @@ class StreamTrainer:
         from ams_ray.server_stream import LabellingFailed
 
         requests = [(self.label_key, int(i), f) for f, i in zip(frames, frame_indices)]
-        results = label_with_retry(self.teacher, requests, self.settings.teacher_timeout_s)
+        results = label_with_retry(self.teacher, requests, self.settings.call_timeout_s)
         failures = [r for r in results if isinstance(r, Exception)]
         if failures:
             self.metrics.errors.count("teacher_failed")
@@ -164,7 +164,7 @@ class StreamTrainer:
         """Wait for a turn, but never forever: past the timeout the round trains anyway."""
         try:
             return bool(ray.get(self.coordinator.acquire.remote(self.stream_id, self.incarnation),
-                                timeout=self.settings.turn_timeout_s))
+                                timeout=self.settings.call_timeout_s))
         except (GetTimeoutError, RayError) as exc:
             self.metrics.errors.count("turn_timeout")
             log.warning("stream %s: no training turn (%s); training without one", self.stream_id, type(exc).__name__)

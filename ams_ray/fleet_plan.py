@@ -60,8 +60,7 @@ class TrainerSettings:
 
     checkpoint_url: str
     checkpoint_window_s: float | None
-    teacher_timeout_s: float
-    turn_timeout_s: float
+    call_timeout_s: float  # a teacher request, a training turn, the coordinator's answer
 
 
 @dataclass(frozen=True)
@@ -131,6 +130,6 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
         demands=[Demand("trainer", config.clients, trainer), Demand("edge", config.clients, edge),
                  Demand("teacher replica", config.teacher_replicas, teacher)],
         trainer_settings=TrainerSettings(f"{store.rstrip('/')}/{run_id}", config.checkpoint_window_s,
-                                         config.call_timeout_s, config.call_timeout_s),
+                                         config.call_timeout_s),
         deadline_s=config.deadline_s or default_deadline_s(config.duration_s, config.speed),
     )

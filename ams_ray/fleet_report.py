@@ -70,6 +70,9 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "trainer_pss_mb": _mean_memory(trainers, "pss_mb"),  # at the end of the run, per process
         "edge_pss_mb": _mean_memory(edges, "pss_mb"),
         "max_lag_s": max((e["max_lag_s"] for e in edges), default=math.nan),
+        "trainer_restarts": sum(t["restarted"] for t in trainers),
+        "unlabelled_chunks": sum(t["unlabelled_chunks"] for t in trainers),
+        "checkpoints_written": sum(t["checkpoint"]["written"] for t in trainers),
         "wall_s": wall_s,
         "speed": speed,
     }

@@ -126,9 +126,6 @@ def main(argv=None) -> int:
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
     summary["faults"] = fault_outcomes(result.faults, result.edges, result.trainers)
-    summary["trainer_restarts"] = sum(bool(t.get("restarted")) for t in result.trainers)
-    summary["unlabelled_chunks"] = sum(t["unlabelled_chunks"] for t in result.trainers)
-    summary["checkpoints_written"] = sum(t["checkpoint"]["written"] for t in result.trainers)
     write_report(args.out, summary, stream_rows(result.edges, result.trainers, result.failed), result.edges)
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}, indent=2))
     print(f"wrote {args.out}/summary.json, streams.csv, miou_over_time.png, staleness.png")

@@ -14,8 +14,10 @@ def _edge(sid, miou, base, staleness):
 
 def test_summary_and_files(tmp_path):
     edges = [_edge("s0", 80.0, 70.0, [1.0, 2.0]), _edge("s1", 75.0, 72.0, [3.0])]
-    trainers = [{"stream_id": "s0", "train_seconds": 5.0, "teacher_batches": [2, 2, 4]},
-                {"stream_id": "s1", "train_seconds": 3.0, "teacher_batches": [4]}]
+    trainers = [{"stream_id": "s0", "train_seconds": 5.0, "teacher_batches": [2, 2, 4], "restarted": True,
+                 "unlabelled_chunks": 1, "checkpoint": {"written": 4}},
+                {"stream_id": "s1", "train_seconds": 3.0, "teacher_batches": [4], "restarted": False,
+                 "unlabelled_chunks": 0, "checkpoint": {"written": 5}}]
     summary = summarize(edges, trainers, {"s2": "ActorDiedError: boom"}, 3, 10.0, 1.0, [4.0, 6.0, 5.0])
     assert summary["completed"] == 2 and summary["failed"] == 1
     assert summary["mean_miou_gain"] == pytest.approx(6.5)
@@ -25,6 +27,7 @@ def test_summary_and_files(tmp_path):
     assert summary["trainer_busy_fraction"] == pytest.approx(0.4)
     assert summary["peak_memory_gib"] == 6.0 and summary["memory_per_stream_gib"] == pytest.approx(2.0)
     assert summary["peak_memory_gb"] == pytest.approx(6.0 * 1.073741824)
+    assert (summary["trainer_restarts"], summary["unlabelled_chunks"], summary["checkpoints_written"]) == (1, 1, 9)
     rows = stream_rows(edges, trainers, {"s2": "ActorDiedError: boom"})
     write_report(tmp_path, summary, rows, edges)
     assert json.loads((tmp_path / "summary.json").read_text())["clients"] == 3
