@@ -35,16 +35,18 @@ MIOU_WINDOW_S = 10.0  # video seconds behind the exported mIoU gauges
 @ray.remote(max_restarts=0)
 class EdgeStream:
     def __init__(self, stream_id: str, video: SyntheticSpec | VideoFile, config_json: str, speed: float,
-                 max_duration_s: float | None, trainer, bundle, call_timeout_s: float,
+                 max_duration_s: float | None, send_phase_s: float, trainer, call_timeout_s: float,
                  cache_dir: str | None = None) -> None:
+        """`trainer`: the TrainerHost holding this stream. The model arrives with `prepare`,
+        so edge processes start while the trainers still import torch."""
         self.config = AmsConfig.model_validate_json(config_json)
         self.stream_id, self.video, self.speed = stream_id, video, speed
         self.max_duration_s, self.call_timeout_s = max_duration_s, call_timeout_s
+        self.send_phase_s = send_phase_s
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.trainer = trainer
-        self.client = EdgeClient(stream_id, bundle, self.config.sampling.initial_rate_fps,
-                                 self.config.training.send_period_s, self.config.video.chunk_crf)
-        self.pretrained = EdgeModel(bundle)  # never updated: the baseline on the very same frames
+        self.client: EdgeClient | None = None
+        self.pretrained: EdgeModel | None = None  # never updated: the baseline on the very same frames
         self.truth = SyntheticOracle(video) if isinstance(video, SyntheticSpec) else None
         self.pretrained_trace = MiouTrace()
         self.metrics = EdgeMetrics(stream_id)
@@ -60,10 +62,14 @@ class EdgeStream:
     def ready(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def prepare(self) -> float:
-        """Make the video playable on this node (render a synthetic one into this node's
-        cache); returns the seconds it took. Raises VideoError naming a bad file."""
+    def prepare(self, bundle) -> float:
+        """Load the model and make the video playable on this node (render a synthetic one
+        into this node's cache); returns the seconds it took. Raises VideoError naming a bad file."""
         began = time.perf_counter()
+        self.client = EdgeClient(self.stream_id, bundle, self.config.sampling.initial_rate_fps,
+                                 self.config.training.send_period_s, self.config.video.chunk_crf,
+                                 send_phase_s=self.send_phase_s)
+        self.pretrained = EdgeModel(bundle)
         h, w = self.config.video.height, self.config.video.width
         if isinstance(self.video, SyntheticSpec):
             self.reader = VideoReader(self.video.materialize(self.cache_dir).path, h, w)
@@ -75,7 +81,7 @@ class EdgeStream:
         return self.frames_done
 
     async def run(self) -> dict:
-        if self.reader is None:
+        if self.reader is None or self.client is None:
             raise RuntimeError(f"{self.stream_id}: run() before prepare()")
         fps = self.reader.fps
         last = int(self.max_duration_s * fps) if self.max_duration_s else None
@@ -107,7 +113,7 @@ class EdgeStream:
         data = chunk.to_bytes()
         self.metrics.uploaded(len(chunk.frame_indices), len(data))
         try:
-            rate, packet = await asyncio.wait_for(self.trainer.receive_chunk.remote(data), self.call_timeout_s)
+            rate, packet = await asyncio.wait_for(self.trainer.receive_chunk.remote(self.stream_id, data), self.call_timeout_s)
         except (RayError, asyncio.TimeoutError) as exc:
             kind = "upload_timeout" if isinstance(exc, asyncio.TimeoutError) else "upload_failed"
             self.metrics.errors.count(kind)
@@ -128,7 +134,7 @@ class EdgeStream:
             self.applied_wall.append(now)
             # Not awaited: the acknowledgement only lets the trainer checkpoint at once (the
             # next chunk reports the same); a trainer that is gone simply misses it.
-            self.trainer.acknowledge.remote(self.client.model.last_sequence, self.client.model.version)
+            self.trainer.acknowledge.remote(self.stream_id, self.client.model.last_sequence, self.client.model.version)
         return applied
 
     def _evaluate(self, index: int, video_s: float, frame: np.ndarray) -> None:

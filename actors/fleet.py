@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import psutil
 import ray
 from ray import serve
 from ray.exceptions import RayError
@@ -22,7 +21,8 @@ from actors.cluster import alive_node_resources, ensure_fits, ray_options
 from actors.coordinator import Coordinator
 from actors.edge import EdgeStream
 from actors.fault_injection import inject
-from actors.trainer import StreamTrainer
+from actors.node_memory import start_probes
+from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
 from ams_ray.datasets import VideoFile
 from ams_ray.faults import Fault
@@ -32,18 +32,21 @@ from serve.teacher import APP_NAME, teacher_app
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
+SetupCallback = Callable[[str], None]
 
 
 @dataclass
 class FleetResult:
     edges: list[dict]
-    trainers: list[dict]
+    trainers: list[dict]  # one per stream
+    hosts: list[dict]  # one per trainer process
     failed: dict[str, str]
     coordinator: dict
     wall_s: float
+    started_wall: float  # when the streams started (time.time())
     setup_s: dict[str, float]
     faults: list[tuple[Fault, float]] = field(default_factory=list)
-    memory_samples_gib: list[float] = field(default_factory=list)
+    node_memory: list[dict] = field(default_factory=list)  # NodeMemory.report() of every node
 
 
 @dataclass
@@ -52,23 +55,21 @@ class Launched:
 
     plan: FleetPlan
     coordinator: object = None
-    trainers: dict = field(default_factory=dict)
+    hosts: dict = field(default_factory=dict)  # host id -> TrainerHost
+    trainers: dict = field(default_factory=dict)  # stream id -> the TrainerHost holding it
     edges: dict = field(default_factory=dict)
+    memory_probes: list = field(default_factory=list)
     teacher_deployed: bool = False
     failed: dict[str, str] = field(default_factory=dict)
     setup_s: dict[str, float] = field(default_factory=dict)
 
 
-def _sample_memory_gib() -> float:
-    """Memory in use on this machine (total - available), GiB."""
-    memory = psutil.virtual_memory()
-    return (memory.total - memory.available) / 2**30
-
-
 def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
-              on_started: Callable[[dict, dict], None] | None = None) -> FleetResult:
+              on_started: Callable[[dict, dict], None] | None = None,
+              on_setup: SetupCallback | None = None) -> FleetResult:
     """Run every stream to the end of its video (or the deadline).
 
+    `on_setup(line)` hears how start-up goes (actors running so far, phase by phase);
     `on_progress(frames_done, streams_running)` is called about once a second;
     `on_started(edges, trainers)` once the streams run, with their actor handles by stream id
     (where a caller attaches its own probes). Faults in `config.faults` are injected here.
@@ -78,26 +79,30 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
     ensure_fits(plan.demands)
     launched = Launched(plan)
     try:
-        _launch(config, launched)
+        _launch(config, launched, on_setup or log.info)
         began = time.time()
         runs = _start(launched)
         if on_started:
             on_started(dict(launched.edges), dict(launched.trainers))
-        reports, fired, memory = _watch(config, launched, runs, began, on_progress)
+        reports, fired = _watch(config, launched, runs, began, on_progress)
         wall = time.time() - began
-        trainer_stats = _collect_trainers(launched, config.call_timeout_s)
+        hosts = _collect_hosts(launched, config.call_timeout_s)
         coordinator = ray.get(launched.coordinator.summary.remote(), timeout=config.call_timeout_s)
+        memory = _collect_memory(launched, config.call_timeout_s)
         time.sleep(config.metrics_flush_s)
-        return FleetResult(reports, trainer_stats, launched.failed, coordinator, wall, launched.setup_s, fired,
-                           memory)
+        return FleetResult(reports, [s for h in hosts for s in h["streams"]], hosts, launched.failed, coordinator,
+                           wall, began, launched.setup_s, fired, memory)
     finally:
         _teardown(launched)
 
 
-def _launch(config: FleetConfig, launched: Launched) -> None:
-    """Teacher, coordinator, trainers, edges; each phase timed into `launched.setup_s`."""
+def _launch(config: FleetConfig, launched: Launched, say: SetupCallback) -> None:
+    """Memory probes, teacher, then trainer hosts and edges together (their processes start
+    in parallel), then each edge's model and video. `launched.setup_s`: seconds per phase,
+    each from the moment the actors of that phase were asked for."""
     plan, ams = launched.plan, AmsConfig.for_profile(config.profile)
-    phase = time.time()
+    launched.memory_probes = start_probes()
+    began = phase = time.time()
     serve.start(http_options={"host": "127.0.0.1"})
     launched.teacher_deployed = True
     cpus, gpus = plan.teacher.get("CPU", 0.0), plan.teacher.get("GPU", 0.0)
@@ -106,37 +111,39 @@ def _launch(config: FleetConfig, launched: Launched) -> None:
                                    config.teacher_wait_s, cpus, gpus, custom), name=APP_NAME, route_prefix=None)
     num_classes = handle.num_classes.remote(plan.streams[0].label_key).result(timeout_s=config.ready_timeout_s)
     launched.setup_s["teacher"] = time.time() - phase
+    say(f"teacher ready in {launched.setup_s['teacher']:.0f} s")
 
-    phase = time.time()
     launched.coordinator = Coordinator.remote(config.scheduler, config.turn_lease_s)
     config_json = ams.model_dump_json()
     options = {**ray_options(plan.trainer), "max_restarts": config.trainer_restarts}
-    for stream in plan.streams:
-        launched.trainers[stream.stream_id] = StreamTrainer.options(**options).remote(
-            stream.stream_id, stream.label_key, config.student, num_classes, config_json, config.strategy, handle,
-            launched.coordinator, plan.trainer_settings)
-    _wait_ready(launched.trainers, config, "trainers", plan.trainer)
-    bundle = ray.get(next(iter(launched.trainers.values())).edge_bundle.remote(), timeout=config.call_timeout_s)
-    launched.setup_s["trainers"] = time.time() - phase
-
-    phase = time.time()
-    bundle_ref = ray.put(bundle)  # one copy in the object store for every edge
+    keys = {s.stream_id: s.label_key for s in plan.streams}
+    for host in plan.hosts:
+        launched.hosts[host.host_id] = TrainerHost.options(**options).remote(
+            host.host_id, [(sid, keys[sid]) for sid in host.stream_ids], config.student, num_classes, config_json,
+            config.strategy, handle, launched.coordinator, plan.trainer_settings)
+        launched.trainers.update({sid: launched.hosts[host.host_id] for sid in host.stream_ids})
     cache_dir = str(config.cache_dir) if config.cache_dir else None
     for stream in plan.streams:
         launched.edges[stream.stream_id] = EdgeStream.options(**ray_options(plan.edge)).remote(
-            stream.stream_id, stream.video, config_json, config.speed, config.duration_s,
-            launched.trainers[stream.stream_id], bundle_ref, config.call_timeout_s, cache_dir)
-    _wait_ready(launched.edges, config, "edges", plan.edge)
-    launched.setup_s["edges"] = time.time() - phase
+            stream.stream_id, stream.video, config_json, config.speed, config.duration_s, stream.send_phase_s,
+            launched.trainers[stream.stream_id], config.call_timeout_s, cache_dir)
+    waiting = {"trainer hosts": (launched.hosts, plan.trainer), "edges": (launched.edges, plan.edge)}
+    for role, seconds in _wait_ready(waiting, config.ready_timeout_s, say).items():
+        launched.setup_s["trainers" if role == "trainer hosts" else "edges"] = seconds
 
     phase = time.time()
-    _prepare_videos(launched, config.ready_timeout_s)
+    bundle = ray.get(next(iter(launched.hosts.values())).edge_bundle.remote(), timeout=config.call_timeout_s)
+    _prepare_edges(launched, ray.put(bundle), config.ready_timeout_s)  # one copy of the model for every edge
     launched.setup_s["videos"] = time.time() - phase
+    launched.setup_s["total"] = time.time() - began
+    say(f"{len(plan.streams) - len(launched.failed)} of {len(plan.streams)} streams ready after "
+        f"{launched.setup_s['total']:.0f} s")
 
 
-def _prepare_videos(launched: Launched, timeout_s: float) -> None:
-    """Each edge readies its own video on its own node; a bad video fails its stream alone."""
-    refs = {edge.prepare.remote(): sid for sid, edge in launched.edges.items()}
+def _prepare_edges(launched: Launched, bundle_ref, timeout_s: float) -> None:
+    """Each edge loads the model and readies its own video on its own node; a bad video
+    fails its stream alone."""
+    refs = {edge.prepare.remote(bundle_ref): sid for sid, edge in launched.edges.items()}
     ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
     for ref in ready:
         try:
@@ -154,11 +161,10 @@ def _start(launched: Launched) -> dict:
 
 
 def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
-           on_progress: ProgressCallback | None) -> tuple[list[dict], list[tuple[Fault, float]], list[float]]:
-    """Wait for the streams until the deadline, injecting due faults and sampling memory."""
+           on_progress: ProgressCallback | None) -> tuple[list[dict], list[tuple[Fault, float]]]:
+    """Wait for the streams until the deadline, injecting due faults."""
     faults = sorted(config.faults, key=lambda f: f.at_s)
     fired: list[tuple[Fault, float]] = []
-    memory = [_sample_memory_gib()]
     reports: list[dict] = []
     pending = list(runs)
     deadline = began + launched.plan.deadline_s
@@ -170,13 +176,12 @@ def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
             fault = faults.pop(0)
             inject(fault, launched.edges, launched.trainers)
             fired.append((fault, time.time()))
-        memory.append(_sample_memory_gib())
         if on_progress:
             on_progress(_frames_done(launched, pending, runs, reports), len(pending))
     for ref in pending:
         launched.failed[runs[ref]] = (f"still running at the run's deadline ({launched.plan.deadline_s:.0f} s "
                                       "after the start): stopped and reported, not waited on")
-    return reports, fired, memory
+    return reports, fired
 
 
 def _frames_done(launched: Launched, pending: list, runs: dict, reports: list[dict]) -> int:
@@ -200,23 +205,41 @@ def _collect_edge(ref, stream_id: str, reports: list[dict], failed: dict[str, st
     reports.append(report)
 
 
-def _collect_trainers(launched: Launched, timeout_s: float) -> list[dict]:
-    refs = {trainer.stats.remote(): sid for sid, trainer in launched.trainers.items()}
+def _collect_hosts(launched: Launched, timeout_s: float) -> list[dict]:
+    """Every host's report; the streams of a host that cannot report are failed with why."""
+    refs = {host.stats.remote(): host_id for host_id, host in launched.hosts.items()}
     ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    streams_of = {h.host_id: h.stream_ids for h in launched.plan.hosts}
     stats = []
     for ref in ready:
         try:
             stats.append(ray.get(ref))
         except RayError as exc:
-            launched.failed.setdefault(refs[ref], f"trainer lost: {_reason(exc)}")
+            for sid in streams_of[refs[ref]]:
+                launched.failed.setdefault(sid, f"trainer host {refs[ref]} lost: {_reason(exc)}")
     for ref in pending:
-        launched.failed.setdefault(refs[ref], f"trainer did not report within {timeout_s:g} s")
+        for sid in streams_of[refs[ref]]:
+            launched.failed.setdefault(sid, f"trainer host {refs[ref]} did not report within {timeout_s:g} s")
     return stats
+
+
+def _collect_memory(launched: Launched, timeout_s: float) -> list[dict]:
+    """Each node's memory samples; a node whose probe is gone is left out (and said)."""
+    refs = [probe.report.remote() for probe in launched.memory_probes]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    reports = []
+    for ref in ready:
+        try:
+            reports.append(ray.get(ref))
+        except RayError as exc:
+            log.error("a node's memory probe did not report: %s", _reason(exc))
+    return reports
 
 
 def _teardown(launched: Launched) -> None:
     """Stop everything the run started; runs on success, error and Ctrl-C alike."""
-    for actor in [*launched.edges.values(), *launched.trainers.values(), launched.coordinator]:
+    for actor in [*launched.edges.values(), *launched.hosts.values(), launched.coordinator,
+                  *launched.memory_probes]:
         if actor is not None:
             try:
                 ray.kill(actor)
@@ -229,20 +252,41 @@ def _teardown(launched: Launched) -> None:
             log.error("could not delete the Serve app %s: %s", APP_NAME, exc)
 
 
-def _wait_ready(actors: dict, config: FleetConfig, role: str, resources: dict[str, float]) -> None:
-    """Wait for actors the placement check said fit; a constructor error surfaces at once."""
-    refs = {actor.ready.remote(): sid for sid, actor in actors.items()}
-    pending = list(refs)
-    deadline = time.time() + config.ready_timeout_s
-    while pending and time.time() < deadline:
-        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
-        for ref in ready:
-            ray.get(ref)  # re-raises a constructor failure with its own message
+def _wait_ready(waiting: dict[str, tuple[dict, dict[str, float]]], timeout_s: float,
+                say: SetupCallback) -> dict[str, float]:
+    """Wait for actors the placement check said fit, saying how many run every few seconds.
+
+    Slow is not failed: on a busy 2-core machine each torch process takes seconds to start,
+    so the wait is long (`ready_timeout_s`) and visible. A constructor that raises ends the
+    wait at once with its own error. Returns the seconds each role took to be running.
+    """
+    began = time.time()
+    refs = {actor.ready.remote(): role for role, (actors, _) in waiting.items() for actor in actors.values()}
+    remaining = {role: len(actors) for role, (actors, _) in waiting.items()}
+    ready_after: dict[str, float] = {role: 0.0 for role, count in remaining.items() if count == 0}
+    pending, said = list(refs), 0.0
+    while pending and time.time() - began < timeout_s:
+        done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+        for ref in done:
+            role = refs[ref]
+            try:
+                ray.get(ref)
+            except RayError as exc:
+                raise RuntimeError(f"a {role[:-1]} failed to start: {_reason(exc)}") from exc
+            remaining[role] -= 1
+            if remaining[role] == 0:
+                ready_after[role] = time.time() - began
+        if done and (not pending or time.time() - said >= 5.0):
+            said = time.time()
+            say(", ".join(f"{role} {len(actors) - remaining[role]}/{len(actors)}"
+                          for role, (actors, _) in waiting.items()) + f" running after {said - began:.0f} s")
     if pending:
-        raise PlacementError(
-            f"{len(pending)} of {len(actors)} {role} (each {resources}) were not running within "
-            f"{config.ready_timeout_s:g} s; the cluster has {alive_node_resources()}"
-        )
+        late = ", ".join(f"{remaining[role]} of {len(actors)} {role} (each {resources})"
+                         for role, (actors, resources) in waiting.items() if remaining[role])
+        raise PlacementError(f"{late} were placeable but still not running after {timeout_s:g} s; the cluster has "
+                             f"{alive_node_resources()}. A loaded machine starts processes slowly: raise "
+                             "FleetConfig.ready_timeout_s, or pack more streams per trainer")
+    return ready_after
 
 
 def _reason(exc: BaseException) -> str:

@@ -8,27 +8,34 @@ the caller skips that chunk's labels rather than stalling its stream.
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 import numpy as np
 
 LabelRequest = tuple[str | None, int, np.ndarray]  # (source key, frame index, frame)
 
 
-def label_with_retry(handle, requests: list[LabelRequest], timeout_s: float, retry_after_s: float = 2.0) -> list:
+async def label_with_retry(handle, requests: list[LabelRequest], timeout_s: float,
+                           retry_after_s: float = 2.0) -> list:
     """One reply per request, in order: (labels, batch size, batch seconds), or the exception
-    of its second failed attempt."""
+    of its second failed attempt. Awaited, so a trainer host labels one stream's chunk while
+    others train or wait for their own labels."""
     results: list = [None] * len(requests)
     for attempt in range(2):
         if attempt:
-            time.sleep(retry_after_s)
+            await asyncio.sleep(retry_after_s)
         pending = [k for k, r in enumerate(results) if r is None or isinstance(r, Exception)]
-        responses = {k: handle.label.remote(requests[k]) for k in pending}
-        for k, response in responses.items():
-            try:
-                results[k] = response.result(timeout_s=timeout_s)
-            except Exception as exc:  # noqa: BLE001 - a dead replica, a timeout or the teacher's own error
-                results[k] = exc
+        replies = await asyncio.gather(*(_bounded(handle.label.remote(requests[k]), timeout_s) for k in pending))
+        for k, reply in zip(pending, replies):
+            results[k] = reply
         if not any(isinstance(r, Exception) for r in results):
             break
     return results
+
+
+async def _bounded(response, timeout_s: float):
+    """A reply, or the exception that stands for it (a dead replica, a timeout, the teacher's own)."""
+    try:
+        return await asyncio.wait_for(response, timeout_s)
+    except Exception as exc:  # noqa: BLE001 - every failure is a per-frame result
+        return exc

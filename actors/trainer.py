@@ -1,31 +1,36 @@
-"""StreamTrainer: the server side of one stream; wraps the library's StreamSession.
+"""TrainerHost: the server side of K streams in one process (K = 1: a per-stream trainer).
 
-A chunk arrives from the edge -> labelled by the shared Teacher deployment -> window, ASR,
-ATR -> if a round is due: a training turn from the coordinator, train, reply with the
-packet. The reply is the downlink: the edge applies what `receive_chunk` returns.
+A chunk arrives from an edge -> labelled by the shared Teacher deployment (awaited, so the
+host keeps serving its other streams) -> window, ASR, ATR -> if a round is due, it joins
+the host's round queue. One training thread takes rounds from that queue, each under a
+training turn from the coordinator: one at a time, or (`fused`) every round that fell due
+together as one batched step (`ams_ray.fused_training`). The reply to `receive_chunk` is the
+downlink: the edge applies the packet it carries.
 
-The process is disposable; the stream is not. After every packet the device reports it
-applied (each chunk says which model the device holds), the session is written to the
-checkpoint store, and a restarted trainer (Ray reruns this constructor) resumes from there.
+Why many streams per process: `import torch` costs ~5 CPU-seconds and ~0.9 GB per process
+here and a CUDA context several hundred MB of GPU memory, while one more tiny student and
+its window cost a few MB. The process is disposable; the streams are not: each is
+checkpointed after the device applies a packet, and a restarted host (Ray reruns this
+constructor) resumes all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, RayError
+from ray.exceptions import RayError
 
-from actors.metrics import TrainerMetrics
+from actors.metrics import ErrorCounter
 from actors.teacher_client import label_with_retry
-from ams_ray.checkpoint_store import CheckpointError, CheckpointStore
 from ams_ray.fleet_plan import TrainerSettings
 from ams_ray.messages import SampleChunk
 from ams_ray.process_memory import own_memory_mb, return_free_heap
-from ams_ray.stream_state import StreamState, StreamStateError
 
 # torch and everything that imports it are imported inside the actor, never at module level:
 # an edge holding a handle to this actor imports this module, and must stay free of torch.
@@ -33,66 +38,55 @@ from ams_ray.stream_state import StreamState, StreamStateError
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class DueRound:
+    stream: object  # HostedStream
+    now_s: float
+    queued: float  # wall time it joined the queue
+    reply: asyncio.Future
+
+
 @ray.remote(max_restarts=3, max_task_retries=2)
-class StreamTrainer:
-    def __init__(self, stream_id: str, label_key: str | None, student_spec: str, num_classes: int,
+class TrainerHost:
+    def __init__(self, host_id: str, streams: list[tuple[str, str | None]], student_spec: str, num_classes: int,
                  config_json: str, strategy: str, teacher_handle, coordinator, settings: TrainerSettings) -> None:
         import torch
 
+        from actors.hosted_stream import HostedStream
+        from ams_ray.checkpoint_store import CheckpointStore
         from ams_ray.config import AmsConfig
-        from ams_ray.distill import OnlineDistiller
-        from ams_ray.server_stream import StreamSession
-        from ams_ray.simulate import STRATEGIES
-        from ams_ray.students import build_student
 
         torch.set_num_threads(1)
-        self.stream_id, self.label_key, self.settings = stream_id, label_key, settings
-        self.config = AmsConfig.model_validate_json(config_json)
-        spec = STRATEGIES[strategy]
+        self.host_id, self.settings = host_id, settings
+        config = AmsConfig.model_validate_json(config_json)
         # A Ray GPU grant is only logical; train on CUDA when it is also physically there.
-        device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-        self.distiller = OnlineDistiller(build_student(student_spec, num_classes), self.config.training, spec.strategy,
-                                         stream_id=stream_id, encoding=self.config.packet_format, seed=self.config.seed,
-                                         device=device)
-        self.session = StreamSession(self.distiller, self._label, num_classes, self.config, asr=spec.asr, atr=spec.atr)
+        self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+        store = CheckpointStore(settings.checkpoint_url)
+        self.streams = {sid: HostedStream(sid, key, student_spec, num_classes, config, strategy, settings, store,
+                                          self.device) for sid, key in streams}
+        self.height, self.width = config.video.height, config.video.width
         self.teacher, self.coordinator = teacher_handle, coordinator
-        self.metrics = TrainerMetrics(stream_id)
-        self.teacher_batches: list[int] = []
-        self.labelled_wall: list[float] = []
-        self.train_seconds = 0.0
-        self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
-        self.store = CheckpointStore(settings.checkpoint_url)
-        self.resumed_from = self._resume()
+        self.training_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-train")
+        self.checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-checkpoint")
+        self.due: asyncio.Queue | None = None  # made on the actor's event loop, at the first round
+        self.fused_steps: list[int] = []  # rounds per training step
+        self.errors = ErrorCounter("trainer")
         self.incarnation = uuid.uuid4().hex
-        ray.get(coordinator.register.remote(stream_id, self._device(), self._slots(), self.incarnation),
+        ray.get(coordinator.register.remote(host_id, self._device_name(), self._slots(), self.incarnation),
                 timeout=settings.call_timeout_s)
 
     # ------------------------------------------------------------------ set-up
-    def _resume(self) -> int | None:
-        """Restore the last checkpoint, if any; returns the packet sequence resumed from."""
-        try:
-            data = self.store.load(self.stream_id)
-            if data is None:
-                return None
-            self.session.restore(StreamState.from_bytes(data))
-        except (CheckpointError, StreamStateError) as exc:
-            self.metrics.errors.count("checkpoint_unreadable")
-            log.error("stream %s: starting afresh, the checkpoint cannot be used: %s", self.stream_id, exc)
-            return None
-        log.warning("stream %s: resumed from its checkpoint at packet %d", self.stream_id, self.distiller.sequence)
-        return self.distiller.sequence
-
     def ready(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def _device(self) -> str:
-        """The device this trainer shares with others: a GPU, or its node's CPUs."""
+    def _device_name(self) -> str:
+        """The device this host shares with others: a GPU, or its node's CPUs."""
         node = ray.get_runtime_context().get_node_id()
         gpus = ray.get_gpu_ids()
         return f"{node[:12]}:gpu{','.join(map(str, gpus))}" if gpus else f"{node[:12]}:cpu"
 
     def _slots(self) -> int:
-        """One round at a time per GPU; on a CPU node one per core (each trainer trains on one thread)."""
+        """One step at a time per GPU; on a CPU node one per core (each host trains on one thread)."""
         if ray.get_gpu_ids():
             return 1
         node = ray.get_runtime_context().get_node_id()
@@ -100,98 +94,115 @@ class StreamTrainer:
         return max(1, int(cpus))
 
     def edge_bundle(self):
-        return self.distiller.edge_bundle(self.config.video.height, self.config.video.width)
+        """The pretrained student as devices receive it at start (the same for every stream)."""
+        return next(iter(self.streams.values())).distiller.edge_bundle(self.height, self.width)
 
     # ------------------------------------------------------------------ the data path
-    def receive_chunk(self, data: bytes) -> tuple[float, bytes | None]:
+    async def receive_chunk(self, stream_id: str, data: bytes) -> tuple[float, bytes | None]:
         """One upload -> (sampling rate for the device, update packet or None)."""
+        stream = self._stream(stream_id)
         chunk = SampleChunk.from_bytes(data)
-        s = self.session.stats
-        before = (s.duplicate_chunks, s.missing_chunks, s.unlabelled_chunks)
-        rate = self.session.receive(chunk)
-        for kind, was, now in zip(("duplicate_chunk", "missing_chunk", "unlabelled_chunk"), before,
-                                  (s.duplicate_chunks, s.missing_chunks, s.unlabelled_chunks)):
-            self.metrics.errors.count(kind, now - was)
-        self.acknowledge(chunk.last_packet, chunk.model_version)
-        now_s = chunk.times_s[-1]
-        if not self.session.due(now_s):
-            return rate, None
-        result = self._train_in_turn(now_s)
-        return rate, result.packet
+        async with stream.lock:
+            frames = stream.accept(chunk)
+            if frames is None:
+                return stream.session.sampling_rate_fps, None
+            from ams_ray.server_stream import LabellingFailed
 
-    def acknowledge(self, packet: int, version: int) -> None:
-        """The device applied `packet`: checkpoint the stream (once per packet), so a restart
-        resumes with exactly the model the device holds."""
-        if packet and packet == self.distiller.sequence and version == self.distiller.version \
-                and packet > self.checkpoint["sequence"]:
-            self._write_checkpoint()
+            requests = [(stream.label_key, int(i), f) for f, i in zip(frames, chunk.frame_indices)]
+            results = await label_with_retry(self.teacher, requests, self.settings.call_timeout_s)
+            failures = [r for r in results if isinstance(r, Exception)]
+            if failures:
+                return stream.unlabelled(chunk, LabellingFailed(
+                    f"{len(failures)} of {len(requests)} frames unlabelled after a retry: "
+                    f"{type(failures[0]).__name__}: {str(failures[0]).splitlines()[0][:200]}")), None
+            rate = stream.record(chunk, frames, results)
+            await self._checkpoint_if_due(stream, chunk.last_packet, chunk.model_version)
+            now_s = chunk.times_s[-1]
+            if not stream.session.due(now_s):
+                return rate, None
+            result = await self._queue_round(stream, now_s)
+            return rate, result.packet
 
-    def _label(self, frames: np.ndarray, frame_indices: list[int]) -> np.ndarray:
-        """Label through the teacher (`label_with_retry`); a frame that fails twice gives the
-        chunk up (LabellingFailed, counted) and the stream goes on."""
-        from ams_ray.server_stream import LabellingFailed
+    async def acknowledge(self, stream_id: str, packet: int, version: int) -> None:
+        """The device applied `packet`: checkpoint its stream (once per packet)."""
+        stream = self._stream(stream_id)
+        async with stream.lock:
+            await self._checkpoint_if_due(stream, packet, version)
 
-        requests = [(self.label_key, int(i), f) for f, i in zip(frames, frame_indices)]
-        results = label_with_retry(self.teacher, requests, self.settings.call_timeout_s)
-        failures = [r for r in results if isinstance(r, Exception)]
-        if failures:
-            self.metrics.errors.count("teacher_failed")
-            raise LabellingFailed(f"{len(failures)} of {len(requests)} frames unlabelled after a retry: "
-                                  f"{type(failures[0]).__name__}: {str(failures[0]).splitlines()[0][:200]}")
-        self.teacher_batches += [batch for _, batch, _ in results]
-        self.labelled_wall.append(time.time())
-        return np.stack([labels for labels, _, _ in results])
+    def _stream(self, stream_id: str):
+        if stream_id not in self.streams:
+            raise KeyError(f"trainer host {self.host_id} does not hold stream {stream_id!r}; "
+                           f"it holds {', '.join(sorted(self.streams))}")
+        return self.streams[stream_id]
 
-    def _train_in_turn(self, now_s: float):
-        asked = time.time()
-        granted = self._acquire_turn()
-        self.metrics.device_wait.observe(time.time() - asked)
+    async def _checkpoint_if_due(self, stream, packet: int, version: int) -> None:
+        if stream.checkpoint_due(packet, version):
+            sequence, state = stream.snapshot()
+            await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread, stream.write_checkpoint,
+                                                             sequence, state)
+
+    # ------------------------------------------------------------------ rounds
+    async def _queue_round(self, stream, now_s: float):
+        loop = asyncio.get_running_loop()
+        if self.due is None:
+            self.due = asyncio.Queue()
+            loop.create_task(self._train_due_rounds())
+        round_ = DueRound(stream, now_s, time.time(), loop.create_future())
+        await self.due.put(round_)
+        return await round_.reply
+
+    async def _train_due_rounds(self) -> None:
+        """The host's one training loop: take due rounds, get a turn, train, reply. Fused, the
+        rounds that fell due within `fusion_window_s` (and any queued meanwhile) go together."""
+        while True:
+            rounds = [await self.due.get()]
+            if self.settings.fused:
+                await asyncio.sleep(self.settings.fusion_window_s)
+                while not self.due.empty():
+                    rounds.append(self.due.get_nowait())
+            granted = await self._acquire_turn()
+            try:
+                results = await asyncio.get_running_loop().run_in_executor(self.training_thread, self._train, rounds)
+            except Exception as exc:  # noqa: BLE001 - the error belongs to these rounds' streams
+                for r in rounds:
+                    r.reply.set_exception(exc)
+                continue
+            finally:
+                if granted:
+                    self.coordinator.release.remote(self.host_id, self.incarnation)
+            for r, (result, seconds) in zip(rounds, results):
+                r.reply.set_result(r.stream.booked(r.now_s, result, seconds, time.time() - r.queued - seconds))
+
+    def _train(self, rounds: list[DueRound]) -> list[tuple[object, float]]:
+        """On the training thread: one step for all `rounds`; each stream is charged its share."""
+        from ams_ray.fused_training import train_rounds
+
+        began = time.perf_counter()
+        inputs = [r.stream.session.round_inputs(r.now_s) for r in rounds]
+        results = train_rounds([r.stream.distiller for r in rounds], [w for w, _ in inputs], [q for _, q in inputs])
+        seconds = time.perf_counter() - began
+        self.fused_steps.append(len(rounds))
+        return_free_heap()  # an idle host should not keep its last step's activations
+        return [(result, seconds / len(rounds)) for result in results]
+
+    async def _acquire_turn(self) -> bool:
+        """Wait for a turn, but never forever: past the timeout the rounds train anyway."""
         try:
-            began = time.perf_counter()
-            result = self.session.train(now_s)
-            seconds = time.perf_counter() - began
-        finally:
-            if granted:
-                self.coordinator.release.remote(self.stream_id, self.incarnation)
-        self.train_seconds += seconds
-        self.metrics.training.observe(seconds)
-        return_free_heap()  # an idle trainer should not keep its last round's activations
-        if result.skipped:
-            self.metrics.errors.count("skipped_round")
-        return result
-
-    def _acquire_turn(self) -> bool:
-        """Wait for a turn, but never forever: past the timeout the round trains anyway."""
-        try:
-            return bool(ray.get(self.coordinator.acquire.remote(self.stream_id, self.incarnation),
-                                timeout=self.settings.call_timeout_s))
-        except (GetTimeoutError, RayError) as exc:
-            self.metrics.errors.count("turn_timeout")
-            log.warning("stream %s: no training turn (%s); training without one", self.stream_id, type(exc).__name__)
-            self.coordinator.release.remote(self.stream_id, self.incarnation)
+            return bool(await asyncio.wait_for(self.coordinator.acquire.remote(self.host_id, self.incarnation),
+                                               self.settings.call_timeout_s))
+        except (asyncio.TimeoutError, RayError) as exc:
+            self.errors.count("turn_timeout")
+            log.warning("host %s: no training turn (%s); training without one", self.host_id, type(exc).__name__)
+            self.coordinator.release.remote(self.host_id, self.incarnation)
             return False
 
-    def _write_checkpoint(self) -> None:
-        began = time.perf_counter()
-        try:
-            data = self.session.snapshot(self.settings.checkpoint_window_s).to_bytes()
-            self.store.save(self.stream_id, data)
-        except CheckpointError as exc:
-            self.metrics.errors.count("checkpoint_failed")
-            if self.checkpoint["error"] is None:  # said once; the stream goes on without checkpoints
-                log.error("stream %s: %s; the stream goes on without checkpoints", self.stream_id, exc)
-                self.checkpoint["error"] = str(exc)
-            return
-        self.checkpoint.update(written=self.checkpoint["written"] + 1, bytes=len(data), sequence=self.distiller.sequence,
-                               seconds=self.checkpoint["seconds"] + time.perf_counter() - began)
-
     def stats(self) -> dict:
-        s = self.session.stats
-        return {"stream_id": self.stream_id, "rounds": s.rounds, "skipped_rounds": s.skipped_rounds,
-                "chunks": s.chunks, "frames_labelled": s.frames_labelled, "duplicate_chunks": s.duplicate_chunks,
-                "missing_chunks": s.missing_chunks, "unlabelled_chunks": s.unlabelled_chunks, "resyncs": s.resyncs,
-                "train_seconds": self.train_seconds, "teacher_batches": self.teacher_batches,
-                "labelled_wall": self.labelled_wall, "checkpoint": self.checkpoint,
-                "restarted": ray.get_runtime_context().was_current_actor_reconstructed,
-                "resumed_from_packet": self.resumed_from,
-                "node_id": ray.get_runtime_context().get_node_id(), "memory_mb": own_memory_mb()}
+        """This host and its streams, for the run's report."""
+        context = ray.get_runtime_context()
+        node, restarted = context.get_node_id(), context.was_current_actor_reconstructed
+        streams = [{**s.stats(), "host": self.host_id, "restarted": restarted, "node_id": node}
+                   for s in self.streams.values()]
+        return {"host": self.host_id, "streams": streams, "node_id": node, "restarted": restarted,
+                "device": self.device, "fused": self.settings.fused, "steps": len(self.fused_steps),
+                "rounds_per_step": sum(self.fused_steps) / len(self.fused_steps) if self.fused_steps else 0.0,
+                "memory_mb": own_memory_mb()}

@@ -28,7 +28,10 @@ class EdgeClient:
         send_period_s: float,
         chunk_crf: int = 23,
         threads: int = 1,
+        send_phase_s: float | None = None,
     ) -> None:
+        """`send_phase_s`: video time of the first upload (default: one send period), so
+        devices that started together need not upload together."""
         self.stream_id = stream_id
         self.model = EdgeModel(bundle, threads=threads)
         self.sampling_rate_fps = sampling_rate_fps
@@ -39,7 +42,7 @@ class EdgeClient:
         self.updates_applied = 0
         self.uploading = True
         self._next_sample_s = 0.0
-        self._next_send_s = send_period_s
+        self._next_send_s = send_period_s if send_phase_s is None else send_phase_s
         self._buffer: list[tuple[int, float, np.ndarray]] = []
         self._chunk_sequence = 0
 

@@ -1,13 +1,16 @@
 """What goes where in a multi-stream run, decided before anything starts (pure: no Ray).
 
 `plan_fleet` turns a `FleetConfig` and the cluster's node resources into a `FleetPlan`:
-one `StreamPlan` per device (its id and its video, as data), the resources each actor
-asks for, what the whole run demands of the cluster, and the run's deadline. The Ray side
+one `StreamPlan` per device (its id, its video as data, the phase of its send schedule),
+the trainer hosts and which streams each holds, the resources each actor asks for, what
+the whole run demands of the cluster, and the run's deadline. The Ray side
 (`actors/fleet.py`) launches, watches and collects from that plan.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +35,12 @@ class FleetConfig:
     profile: str = "cpu"
     seed_base: int = 0
     videos: list[Path] | None = None  # real videos, one per stream (the embedded default when None)
-    gpus_per_trainer: float | None = None
+    gpus_per_trainer: float | None = None  # given: one stream per trainer on that GPU fraction
     cpus_per_trainer: float | None = None
+    streams_per_trainer: int | None = None  # default: see default_streams_per_trainer
+    fused: bool | None = None  # fused training steps; default: on GPUs, off on CPUs (measured slower)
+    fusion_window_s: float = 0.25  # rounds falling due this close together train as one fused step
+    lockstep: bool = False  # every stream's send schedule in phase (the old behaviour); default: staggered
     cpus_per_edge: float = 0.01
     teacher_replicas: int = 1
     teacher_batch: int = 8
@@ -61,12 +68,15 @@ class TrainerSettings:
     checkpoint_url: str
     checkpoint_window_s: float | None
     call_timeout_s: float  # a teacher request, a training turn, the coordinator's answer
+    fused: bool = False
+    fusion_window_s: float = 0.25
 
 
 @dataclass(frozen=True)
 class StreamPlan:
     stream_id: str
     video: StreamVideo
+    send_phase_s: float  # video time of the first upload; later ones follow every send period
 
     @property
     def label_key(self) -> str | None:
@@ -75,10 +85,19 @@ class StreamPlan:
 
 
 @dataclass(frozen=True)
+class HostPlan:
+    """One trainer process and the streams it holds."""
+
+    host_id: str
+    stream_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FleetPlan:
     run_id: str
     streams: list[StreamPlan]
-    trainer: dict[str, float]
+    hosts: list[HostPlan]
+    trainer: dict[str, float]  # per trainer host
     edge: dict[str, float]
     teacher: dict[str, float]
     demands: list[Demand]
@@ -89,6 +108,27 @@ class FleetPlan:
 def default_deadline_s(duration_s: float, speed: float) -> float:
     """Twice the run's wall time plus two minutes: slack for a loaded machine and restarts, yet an end."""
     return 2.0 * duration_s / speed + 120.0
+
+
+def default_streams_per_trainer(clients: int, cluster_gpus: float, trainer_cores: int) -> int:
+    """One trainer host per GPU, or per CPU core where there is none.
+
+    A host trains on one thread (CPU) or one CUDA context (GPU), so more hosts than cores
+    or GPUs only add processes that take turns on the same device, each paying torch's
+    import and memory; fewer would leave a core idle while rounds wait.
+    """
+    devices = int(cluster_gpus) if cluster_gpus >= 1 else max(1, trainer_cores)
+    return max(1, math.ceil(clients / devices))
+
+
+def send_phases(count: int, period_s: float, seed: int, lockstep: bool) -> list[float]:
+    """Each stream's first upload at a seeded random point of the send period, so chunks,
+    teacher requests and training rounds of many streams spread over the period instead of
+    all falling due at once; `lockstep` puts every stream at the period's end (as before)."""
+    if lockstep:
+        return [period_s] * count
+    rng = random.Random(f"send-phase:{seed}")
+    return [round(period_s * (1.0 - rng.random()), 3) for _ in range(count)]  # in (0, period]
 
 
 def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[VideoFile] | None = None) -> FleetPlan:
@@ -107,9 +147,15 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
     edges_share = 0.0 if edge_role else config.cpus_per_edge * config.clients
     # Logical CPU shares only decide placement (each trainer trains on one thread): split
     # what the teacher and co-located edges leave on the trainer nodes, keeping a tenth spare.
+    trainer_gpus = 0.0 if config.gpus_per_trainer == 0 else cluster_gpus  # 0: told to train on CPUs
+    per_host = config.streams_per_trainer or (1 if config.gpus_per_trainer else default_streams_per_trainer(
+        config.clients, trainer_gpus, sum(int(n.get("CPU", 0.0)) for n in trainer_nodes)))
+    if per_host < 1:
+        raise ValueError(f"streams per trainer must be at least 1, got {per_host}")
+    host_count = math.ceil(config.clients / per_host)
     spare = trainer_cpus - config.teacher_cpus * config.teacher_replicas - edges_share
-    cpus_per_trainer = config.cpus_per_trainer or min(1.0, max(0.001, round(0.9 * spare / config.clients, 3)))
-    trainer = trainer_resources(cluster_gpus, config.clients, config.gpus_per_trainer, cpus_per_trainer, server_role)
+    cpus_per_trainer = config.cpus_per_trainer or min(1.0, max(0.001, round(0.9 * spare / host_count, 3)))
+    trainer = trainer_resources(cluster_gpus, host_count, config.gpus_per_trainer, cpus_per_trainer, server_role)
     edge = {"CPU": config.cpus_per_edge, **({edge_role: 0.001} if edge_role else {})}
     teacher = {"CPU": config.teacher_cpus, "GPU": config.teacher_gpus, **({server_role: 0.001} if server_role else {})}
     teacher = {k: v for k, v in teacher.items() if v > 0}
@@ -121,15 +167,18 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
         sources = list(videos)
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     store = config.checkpoint_store or str(default_cache_dir() / "checkpoints")
+    phases = send_phases(config.clients, ams.training.send_period_s, config.seed_base, config.lockstep)
+    fused = config.fused if config.fused is not None else "GPU" in trainer
     return FleetPlan(
         run_id=run_id,
-        streams=[StreamPlan(sid, video) for sid, video in zip(ids, sources)],
+        streams=[StreamPlan(sid, video, phase) for sid, video, phase in zip(ids, sources, phases)],
+        hosts=[HostPlan(f"trainer-{h:02d}", tuple(ids[h * per_host:(h + 1) * per_host])) for h in range(host_count)],
         trainer=trainer,
         edge=edge,
         teacher=teacher,
-        demands=[Demand("trainer", config.clients, trainer), Demand("edge", config.clients, edge),
+        demands=[Demand("trainer host", host_count, trainer), Demand("edge", config.clients, edge),
                  Demand("teacher replica", config.teacher_replicas, teacher)],
         trainer_settings=TrainerSettings(f"{store.rstrip('/')}/{run_id}", config.checkpoint_window_s,
-                                         config.call_timeout_s),
+                                         config.call_timeout_s, fused, config.fusion_window_s),
         deadline_s=config.deadline_s or default_deadline_s(config.duration_s, config.speed),
     )

@@ -32,17 +32,49 @@ def _mean_memory(reports: list[dict], key: str) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def machine_memory(node_reports: list[dict], started_wall: float) -> dict:
+    """Memory in use (GiB, total - available) from every node's samples (`NodeMemory`),
+    summed over machines: nodes that share a machine (a test cluster) count once.
+    `baseline_memory_gib` is at the streams' start, after setup; `idle_memory_gib` before it."""
+    machines: dict[str, dict] = {}
+    for report in node_reports:
+        if report["samples"]:
+            machines.setdefault(report["hostname"], report)
+    if not machines:
+        return {"peak_memory_gib": math.nan, "baseline_memory_gib": math.nan, "idle_memory_gib": math.nan,
+                "machines": 0}
+
+    def at_start(samples: list) -> float:
+        return next((gib for t, gib in samples if t >= started_wall), samples[-1][1])
+
+    return {"peak_memory_gib": sum(max(g for _, g in r["samples"]) for r in machines.values()),
+            "baseline_memory_gib": sum(at_start(r["samples"]) for r in machines.values()),
+            "idle_memory_gib": sum(r["samples"][0][1] for r in machines.values()),
+            "machines": len(machines)}
+
+
+def mean_teacher_batch(batch_sizes: list[int]) -> float:
+    """Frames / batches. Each labelled frame reports the size b of the batch it rode in, so a
+    batch of b frames appears b times: it counts as b x (1/b) = 1 batch. (The mean of the
+    per-frame sizes would weigh large batches twice: batches of 8 and 2 give 6.8, not 5.)"""
+    return len(batch_sizes) / sum(1.0 / b for b in batch_sizes) if batch_sizes else math.nan
+
+
 def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], clients: int, wall_s: float,
-              speed: float, memory_samples_gib: list[float], period_s: float = 10.0) -> dict:
+              speed: float, memory: dict, period_s: float = 10.0, hosts: list[dict] | None = None) -> dict:
     """The run's headline figures. Staleness is in wall seconds; `p95_staleness_video_s`
-    (x speed) compares it with the training period, which is in video seconds."""
+    (x speed) compares it with the training period, which is in video seconds. `memory`
+    comes from `machine_memory`; `hosts` are the trainer hosts' reports (one per process)."""
     staleness = [s for e in edges for s in e["staleness_s"]]
     p95 = _percentile(staleness, 95)
     batches = [b for t in trainers for b in t["teacher_batches"]]
     ok = [e for e in edges if e["stream_id"] not in failed]
     scored = [e for e in ok if not math.isnan(e["miou"])]  # a real video without truth labels is not scored
-    baseline = memory_samples_gib[0] if memory_samples_gib else math.nan
-    peak = max(memory_samples_gib) if memory_samples_gib else math.nan
+    hosts = hosts or []
+    host_pss = [h["memory_mb"]["pss_mb"] for h in hosts if h.get("memory_mb")]
+    hosted = sum(len(h["streams"]) for h in hosts if h.get("memory_mb"))
+    rounds = sum(t["rounds"] for t in trainers)
+    peak = memory.get("peak_memory_gib", math.nan)
     return {
         "clients": clients,
         "completed": len(ok),
@@ -60,17 +92,28 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "uplink_kbps": float(np.mean([e["uplink_kbps"] for e in edges])) if edges else math.nan,
         "downlink_kbps": float(np.mean([e["downlink_kbps"] for e in edges])) if edges else math.nan,
         "teacher_frames_per_s": len(batches) / wall_s if wall_s else math.nan,
-        "mean_teacher_batch": float(np.mean(batches)) if batches else math.nan,
+        "mean_teacher_batch": mean_teacher_batch(batches),
         "trainer_busy_fraction": float(np.mean([t["train_seconds"] for t in trainers])) / wall_s if trainers else math.nan,
         # machine-wide (total - available), Ray's own processes included; GiB = 2**30 bytes
         "peak_memory_gib": peak,
         "peak_memory_gb": peak * 2**30 / 1e9,
-        "baseline_memory_gib": baseline,
+        "baseline_memory_gib": memory.get("baseline_memory_gib", math.nan),
+        "idle_memory_gib": memory.get("idle_memory_gib", math.nan),
         "memory_per_stream_gib": peak / clients if clients else math.nan,
-        "trainer_pss_mb": _mean_memory(trainers, "pss_mb"),  # at the end of the run, per process
+        "memory_per_stream_mb": (peak - memory.get("idle_memory_gib", math.nan)) * 1024 / clients if clients
+        else math.nan,  # what each stream adds to the machine: peak over idle, MiB
+        "trainer_hosts": len(hosts),
+        "streams_per_trainer": max((len(h["streams"]) for h in hosts), default=0),
+        "fused": any(h["fused"] for h in hosts),
+        "rounds_per_step": float(np.mean([h["rounds_per_step"] for h in hosts if h["steps"]])) if any(
+            h["steps"] for h in hosts) else math.nan,
+        "trainer_pss_mb": float(np.mean(host_pss)) if host_pss else math.nan,  # per process, at the end
+        "trainer_mb_per_stream": sum(host_pss) / hosted if hosted else math.nan,
         "edge_pss_mb": _mean_memory(edges, "pss_mb"),
+        "train_seconds_per_round": sum(t["train_seconds"] for t in trainers) / rounds if rounds else math.nan,
         "max_lag_s": max((e["max_lag_s"] for e in edges), default=math.nan),
-        "trainer_restarts": sum(t["restarted"] for t in trainers),
+        "trainer_restarts": sum(h["restarted"] for h in hosts),  # processes Ray restarted
+        "streams_restarted": sum(t["restarted"] for t in trainers),  # streams that resumed in one
         "unlabelled_chunks": sum(t["unlabelled_chunks"] for t in trainers),
         "checkpoints_written": sum(t["checkpoint"]["written"] for t in trainers),
         "wall_s": wall_s,

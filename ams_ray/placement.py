@@ -21,14 +21,14 @@ class Demand:
     resources: dict[str, float]  # per actor, Ray resource names ("CPU", "GPU", custom)
 
 
-def trainer_resources(cluster_gpus: float, clients: int, gpus_per_trainer: float | None, cpus_per_trainer: float,
+def trainer_resources(cluster_gpus: float, hosts: int, gpus_per_trainer: float | None, cpus_per_trainer: float,
                       role_resource: str | None = None) -> dict[str, float]:
-    """A GPU fraction when one is asked for or the cluster has GPUs (by default the GPUs
-    shared evenly, at most one each), plus a CPU fraction always, since Ray would otherwise
-    reserve a whole CPU per actor."""
+    """What one trainer host asks for: a GPU fraction when one is asked for or the cluster has
+    GPUs (by default the GPUs shared evenly among the hosts, at most one each), plus a CPU
+    fraction always, since Ray would otherwise reserve a whole CPU per actor."""
     resources = {"CPU": cpus_per_trainer}
     if gpus_per_trainer is None and cluster_gpus > 0:
-        gpus_per_trainer = min(1.0, cluster_gpus / clients)
+        gpus_per_trainer = min(1.0, cluster_gpus / hosts)
     if gpus_per_trainer:
         resources["GPU"] = gpus_per_trainer
     if role_resource:

@@ -10,23 +10,19 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from functools import cache
-from pathlib import Path
 
-FIELDS = {"Rss": "rss_mb", "Pss": "pss_mb", "Private_Clean": "uss_mb", "Private_Dirty": "uss_mb"}
+import psutil
 
 
-def own_memory_mb(smaps_rollup: Path = Path("/proc/self/smaps_rollup")) -> dict[str, float]:
-    """{"rss_mb", "pss_mb", "uss_mb"} of the calling process (Linux), or {} where unavailable."""
+def own_memory_mb(process: psutil.Process | None = None) -> dict[str, float]:
+    """{"rss_mb", "pss_mb", "uss_mb"} of a process (default: the caller), or {} where the
+    platform or permissions do not give them (PSS is Linux-only)."""
     try:
-        lines = smaps_rollup.read_text().splitlines()
-    except OSError:
+        info = (process or psutil.Process()).memory_full_info()
+    except (psutil.Error, OSError):
         return {}
-    totals = {"rss_mb": 0.0, "pss_mb": 0.0, "uss_mb": 0.0}
-    for line in lines:
-        key, _, rest = line.partition(":")
-        if key in FIELDS:
-            totals[FIELDS[key]] += float(rest.split()[0]) / 1024.0
-    return {k: round(v, 1) for k, v in totals.items()}
+    figures = {"rss_mb": info.rss, "pss_mb": getattr(info, "pss", info.uss), "uss_mb": info.uss}
+    return {k: round(v / 2**20, 1) for k, v in figures.items()}
 
 
 def return_free_heap() -> bool:

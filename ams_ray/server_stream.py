@@ -1,7 +1,7 @@
 """The server's side of one stream: label uploaded chunks, keep the window, decide, train.
 
 `StreamSession` glues the library's pieces in the order the data flows; a Ray
-`StreamTrainer` actor holds one and only moves messages in and out of it. `snapshot` and
+`TrainerHost` actor holds one per stream and only moves messages in and out of them. `snapshot` and
 `restore` turn it into a `StreamState` and back, so a stream outlives the process hosting it.
 """
 
@@ -69,21 +69,36 @@ class StreamSession:
 
     def receive(self, chunk: SampleChunk) -> float:
         """Label and store a chunk; returns the sampling rate the device should use next."""
+        frames = self.accept(chunk)
+        if frames is None:
+            return self.asr.rate_fps
+        try:
+            labels = self.labeller(frames, list(chunk.frame_indices))
+        except LabellingFailed as exc:
+            return self.unlabelled(chunk, exc)
+        return self.record(chunk, frames, labels)
+
+    def accept(self, chunk: SampleChunk) -> np.ndarray | None:
+        """First half of `receive`, for callers that label asynchronously: the chunk's decoded
+        frames, or None for a duplicate (dropped and counted)."""
         if chunk.sequence <= self._last_sequence:
             self.stats.duplicate_chunks += 1
             log.info("stream %s: dropped duplicate chunk %d", chunk.stream_id, chunk.sequence)
-            return self.asr.rate_fps
+            return None
         self.stats.missing_chunks += chunk.sequence - self._last_sequence - 1
         self._last_sequence = chunk.sequence
         if self.distiller.reconcile(chunk.model_version, chunk.last_packet):
             self.stats.resyncs += 1
-        frames = decode_chunk(chunk.h264, expected_frames=len(chunk.frame_indices))
-        try:
-            labels = self.labeller(frames, list(chunk.frame_indices))
-        except LabellingFailed as exc:
-            self.stats.unlabelled_chunks += 1
-            log.warning("stream %s: chunk %d skipped, no labels (%s)", chunk.stream_id, chunk.sequence, exc)
-            return self.asr.rate_fps
+        return decode_chunk(chunk.h264, expected_frames=len(chunk.frame_indices))
+
+    def unlabelled(self, chunk: SampleChunk, error: Exception) -> float:
+        """The teacher gave up on an accepted chunk: skip it, count it, keep the rate."""
+        self.stats.unlabelled_chunks += 1
+        log.warning("stream %s: chunk %d skipped, no labels (%s)", chunk.stream_id, chunk.sequence, error)
+        return self.asr.rate_fps
+
+    def record(self, chunk: SampleChunk, frames: np.ndarray, labels: np.ndarray) -> float:
+        """Second half of `receive`: window, phi score, ASR and ATR; returns the new rate."""
         self.window.add(np.asarray(chunk.times_s), frames, labels)
         history = ([self._last_label] if self._last_label is not None else []) + list(labels)
         self._last_label = labels[-1]
@@ -100,8 +115,16 @@ class StreamSession:
         return self.atr.due(now_s)
 
     def train(self, now_s: float) -> RoundResult:
+        window, rate = self.round_inputs(now_s)
+        return self.trained(now_s, self.distiller.train_round(window, sampling_rate_fps=rate))
+
+    def round_inputs(self, now_s: float) -> tuple[FrameWindow, float]:
+        """What a round due at `now_s` trains on, and the sampling rate its packet carries."""
         self.window.evict(now_s)
-        result = self.distiller.train_round(self.window, sampling_rate_fps=self.asr.rate_fps)
+        return self.window, self.asr.rate_fps
+
+    def trained(self, now_s: float, result: RoundResult) -> RoundResult:
+        """Book a round trained here or elsewhere (a fused step, `ams_ray.fused_training`)."""
         self.atr.trained(now_s)
         self.stats.rounds += 1
         self.stats.period_history.append((now_s, self.atr.period_s))

@@ -7,12 +7,14 @@
     python benchmarks/multi_client.py --clients 6 --duration 60 --num-cpus 1 \
         --fault kill-trainer:stream-001@22 --fault kill-teacher@35          # inject faults, measure recovery
     python benchmarks/multi_client.py --clients 2 --videos a.mp4 b.mp4    # your own videos (a model teacher)
+    python benchmarks/multi_client.py --clients 8 --streams-per-trainer 1 --lockstep   # the old shape
 
-Starts (or joins) Ray, deploys the shared Teacher on Serve, runs one EdgeStream and one
-StreamTrainer per client on distinct videos (the embedded default: synthetic seeds 0..N-1),
-and writes summary.json, streams.csv, miou_over_time.png and staleness.png to --out.
-Trainers checkpoint their streams to --checkpoint-store and resume there when restarted.
-Exits non-zero when any stream failed, naming it and why.
+Starts (or joins) Ray, deploys the shared Teacher on Serve, runs one EdgeStream per client
+on distinct videos (the embedded default: synthetic seeds 0..N-1) and trainer hosts that
+hold K streams each (default: one host per GPU, or per CPU core), and writes summary.json,
+streams.csv, miou_over_time.png and staleness.png to --out. Hosts checkpoint their streams
+to --checkpoint-store and resume them there when restarted. Exits non-zero when any stream
+failed, naming it and why.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from tqdm import tqdm  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
-from ams_ray.fleet_report import stream_rows, summarize, write_report  # noqa: E402
+from ams_ray.fleet_report import machine_memory, stream_rows, summarize, write_report  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +47,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scheduler", default="round_robin", choices=["concurrent", "round_robin"],
                    help="round_robin: rounds take turns, one per GPU or per CPU core (default); "
                         "concurrent: every due round starts at once and they share the device")
-    p.add_argument("--gpus-per-trainer", type=float, default=None)
+    p.add_argument("--streams-per-trainer", type=int, default=None,
+                   help="streams one trainer process hosts (default: all streams spread over one host per GPU, or "
+                        "per CPU core; 1: a process per stream)")
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                   help="train a host's rounds that fall due together as one batched step (default: on GPUs; "
+                        "off on CPUs, where it measured slower)")
+    p.add_argument("--lockstep", action="store_true",
+                   help="all streams upload and train in phase (default: each at a seeded random phase)")
+    p.add_argument("--gpus-per-trainer", type=float, default=None,
+                   help="GPU fraction per trainer; given alone, one stream per trainer")
     p.add_argument("--streams-per-gpu", type=int, default=None, help="sets --gpus-per-trainer to 1/N")
     p.add_argument("--teacher-replicas", type=int, default=1)
     p.add_argument("--teacher-batch", type=int, default=8)
@@ -60,8 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="wall seconds after the start when streams still running are reported failed "
                         "(default: 2 x duration / speed + 120)")
     p.add_argument("--fault", action="append", default=[], type=_fault, metavar="SPEC",
-                   help="kill-trainer:STREAM@S | kill-teacher@S | kill-edge:STREAM@S (repeatable; S = wall seconds "
-                        "after the streams start)")
+                   help="kill-trainer:STREAM@S (the host holding STREAM, with all its streams) | kill-teacher@S | "
+                        "kill-edge:STREAM@S (repeatable; S = wall seconds after the streams start)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="Ray's metrics export port when starting a cluster (Prometheus target 127.0.0.1:PORT)")
     p.add_argument("--metrics-flush-s", type=float, default=12.0,
@@ -102,7 +113,8 @@ def main(argv=None) -> int:
     connect(args.address, num_cpus=args.num_cpus, metrics_export_port=args.metrics_port)
     config = FleetConfig(clients=args.clients, duration_s=args.duration, speed=args.speed, teacher=args.teacher,
                          student=args.student, strategy=args.strategy, scheduler=args.scheduler, videos=args.videos,
-                         gpus_per_trainer=args.gpus_per_trainer, teacher_replicas=args.teacher_replicas,
+                         gpus_per_trainer=args.gpus_per_trainer, streams_per_trainer=args.streams_per_trainer,
+                         fused=args.fused, lockstep=args.lockstep, teacher_replicas=args.teacher_replicas,
                          teacher_batch=args.teacher_batch, teacher_gpus=args.teacher_gpus, seed_base=args.seed_base,
                          checkpoint_store=args.checkpoint_store, checkpoint_window_s=args.checkpoint_window_s,
                          deadline_s=args.deadline_s, faults=args.fault, metrics_flush_s=args.metrics_flush_s)
@@ -112,9 +124,12 @@ def main(argv=None) -> int:
         bar.update(done - bar.n)
         bar.set_postfix(running=running)
 
+    def setup(line: str) -> None:
+        bar.write(f"setup: {line}")
+
     try:
-        result = run_fleet(config, progress)
-    except (PlacementError, ValueError, FileNotFoundError) as exc:
+        result = run_fleet(config, progress, on_setup=setup)
+    except (PlacementError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -122,9 +137,11 @@ def main(argv=None) -> int:
         if args.address is None:
             ray.shutdown()
     summary = summarize(result.edges, result.trainers, result.failed, args.clients, result.wall_s, args.speed,
-                        result.memory_samples_gib, AmsConfig.for_profile(config.profile).training.period_s)
+                        machine_memory(result.node_memory, result.started_wall),
+                        AmsConfig.for_profile(config.profile).training.period_s, result.hosts)
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
+    summary["lockstep"] = args.lockstep
     summary["faults"] = fault_outcomes(result.faults, result.edges, result.trainers)
     write_report(args.out, summary, stream_rows(result.edges, result.trainers, result.failed), result.edges)
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}, indent=2))

@@ -6,34 +6,39 @@ from actors.fleet import run_fleet
 from ams_ray.datasets import SyntheticSpec
 from ams_ray.faults import Fault, fault_outcomes
 from ams_ray.fleet_plan import FleetConfig
-from ams_ray.fleet_report import summarize
+from ams_ray.fleet_report import machine_memory, summarize
 from ams_ray.placement import PlacementError
 
 
-def test_streams_adapt_end_to_end_on_packed_fractional_gpus(ray_local, cache_dir, tmp_path):
+def test_streams_adapt_end_to_end_in_one_host_on_the_gpu(ray_local, cache_dir, tmp_path):
+    """On a (logical) GPU both streams share one trainer host, which fuses their rounds."""
     config = FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=500,
-                         teacher_cpus=0.5, checkpoint_store=str(tmp_path / "store"))
+                         teacher_cpus=0.5, checkpoint_store=str(tmp_path / "store"), lockstep=True)
     result = run_fleet(config)
     assert {n["NodeManagerAddress"] for n in ray_local.nodes()} == {"127.0.0.1"}
     assert result.failed == {}
     assert not any(edge["torch_loaded"] for edge in result.edges), "edges must never import torch"
     summary = summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 2.0,
-                        result.memory_samples_gib)
+                        machine_memory(result.node_memory, result.started_wall), hosts=result.hosts)
     assert summary["completed"] == 2 and summary["scored"] == 2
+    assert summary["peak_memory_gib"] >= summary["baseline_memory_gib"] > 0
     for edge in result.edges:
         assert edge["frames"] == 450 and edge["updates_applied"] >= 2
         assert 0 < edge["uplink_kbps"] < 200 and 0 < edge["downlink_kbps"] < 200
         assert len(edge["staleness_s"]) == len(edge["applied_wall"]) == edge["updates_applied"]
     assert all(t["rounds"] >= 2 and not t["restarted"] for t in result.trainers)
     assert all(t["checkpoint"]["written"] >= 1 for t in result.trainers), "a checkpoint after an applied packet"
-    assert set(result.setup_s) == {"teacher", "trainers", "edges", "videos"}
-    # both trainers asked for 1/2 of the single logical GPU and share it, taking turns (round_robin)
-    assert len(set(result.coordinator["devices"].values())) == 1
-    assert next(iter(result.coordinator["devices"].values())).endswith(":gpu0")
+    assert set(result.setup_s) == {"teacher", "trainers", "edges", "videos", "total"}
+    (host,) = result.hosts
+    assert {s["stream_id"] for s in host["streams"]} == {"stream-500", "stream-501"} and host["fused"]
+    assert 0 < host["steps"] <= sum(t["rounds"] for t in result.trainers)
+    assert host["memory_mb"]["pss_mb"] > 0
+    assert list(result.coordinator["devices"].values()) == [result.coordinator["devices"]["trainer-00"]]
+    assert result.coordinator["devices"]["trainer-00"].endswith(":gpu0")
 
 
 def test_impossible_request_fails_before_anything_starts(ray_local, cache_dir):
-    with pytest.raises(PlacementError, match=r"asked for 4 GPU in all \(8 trainers x 0.5 GPU\) but the cluster has 1"):
+    with pytest.raises(PlacementError, match=r"asked for 4 GPU in all \(8 trainer hosts x 0.5 GPU\) but the cluster has 1"):
         run_fleet(FleetConfig(clients=8, duration_s=10.0, gpus_per_trainer=0.5, cache_dir=cache_dir))
 
 
@@ -50,15 +55,21 @@ def faulted_run(ray_local, cache_dir, tmp_path_factory):
     return result, {o["fault"]: o for o in fault_outcomes(result.faults, result.edges, result.trainers)}
 
 
-def test_a_killed_trainer_resumes_its_stream_from_the_checkpoint(faulted_run):
+def test_a_killed_trainer_host_resumes_all_its_streams_from_their_checkpoints(faulted_run):
+    """All three streams share one host (one logical GPU); killing "stream-700's trainer"
+    kills the host, and every stream it held resumes, the bystander 702 included."""
     result, outcomes = faulted_run
     assert "stream-700" not in result.failed
+    assert len(result.hosts) == 1 and result.hosts[0]["restarted"]
+    bystander = next(t for t in result.trainers if t["stream_id"] == "stream-702")
+    assert bystander["restarted"] and bystander["rounds"] >= 2
     trainer = next(t for t in result.trainers if t["stream_id"] == "stream-700")
     assert trainer["restarted"]
     assert outcomes["kill-trainer:stream-700@14"]["updates_after"] >= 1
     assert outcomes["kill-trainer:stream-700@14"]["recovered_s"] is not None
-    edge = next(e for e in result.edges if e["stream_id"] == "stream-700")
-    assert edge["rejected_packets"] == [], "no packet after the restart disagreed with the device"
+    for sid in ("stream-700", "stream-702"):
+        edge = next(e for e in result.edges if e["stream_id"] == sid)
+        assert edge["rejected_packets"] == [], "no packet after the restart disagreed with the device"
 
 
 def test_a_killed_edge_fails_its_stream_alone(faulted_run):
@@ -107,7 +118,7 @@ def test_eight_streams_adapt_at_half_speed(ray_local, cache_dir, tmp_path):
                                    gpus_per_trainer=0.0, cpus_per_trainer=0.25,
                                    checkpoint_store=str(tmp_path / "store")))
     summary = summarize(result.edges, result.trainers, result.failed, 8, result.wall_s, 0.5,
-                        result.memory_samples_gib)
+                        machine_memory(result.node_memory, result.started_wall), hosts=result.hosts)
     assert summary["completed"] == 8 and result.failed == {}
     assert all(edge["updates_applied"] >= 4 for edge in result.edges)
     assert summary["mean_miou_gain"] > 3.0

@@ -1,7 +1,7 @@
 import pytest
 
 from ams_ray.datasets import SyntheticSpec, VideoFile
-from ams_ray.fleet_plan import FleetConfig, default_deadline_s, plan_fleet
+from ams_ray.fleet_plan import FleetConfig, default_deadline_s, plan_fleet, send_phases
 
 
 def test_the_embedded_default_plans_one_synthetic_seed_per_stream_by_value():
@@ -9,7 +9,7 @@ def test_the_embedded_default_plans_one_synthetic_seed_per_stream_by_value():
     assert [s.stream_id for s in plan.streams] == ["stream-010", "stream-011", "stream-012"]
     assert plan.streams[1].video == SyntheticSpec(11, 60.0, 128, 256)
     assert plan.streams[1].label_key == "synthetic:11:60:128x256"
-    assert plan.trainer["CPU"] * 3 + plan.teacher["CPU"] + plan.edge["CPU"] * 3 <= 2.0
+    assert plan.trainer["CPU"] * len(plan.hosts) + plan.teacher["CPU"] + plan.edge["CPU"] * 3 <= 2.0
     assert plan.deadline_s == default_deadline_s(60.0, 1.0) == 240.0
 
 
@@ -17,7 +17,7 @@ def test_roles_place_trainers_and_teacher_on_server_nodes_and_edges_on_edge_node
     nodes = [{"CPU": 4.0, "edge": 8.0}, {"CPU": 8.0, "GPU": 1.0, "server": 8.0}]
     plan = plan_fleet(FleetConfig(clients=4), nodes)
     assert "server" in plan.trainer and "server" in plan.teacher and "edge" in plan.edge
-    assert plan.trainer["GPU"] == 0.25
+    assert plan.trainer["GPU"] == 1.0 and [len(h.stream_ids) for h in plan.hosts] == [4]
 
 
 def test_each_run_checkpoints_under_its_own_id(tmp_path):
@@ -33,3 +33,28 @@ def test_real_videos_travel_as_bytes_one_per_client():
     assert [s.video.name for s in plan.streams] == ["a.mp4", "b.mp4"] and plan.streams[0].label_key is None
     with pytest.raises(ValueError, match="one video per client"):
         plan_fleet(FleetConfig(clients=3), [{"CPU": 2.0}], videos)
+
+
+def test_streams_are_pooled_one_host_per_core_or_per_gpu_by_default():
+    cpu = plan_fleet(FleetConfig(clients=32), [{"CPU": 2.0}])
+    assert [len(h.stream_ids) for h in cpu.hosts] == [16, 16] and not cpu.trainer_settings.fused
+    assert sorted(s for h in cpu.hosts for s in h.stream_ids) == [s.stream_id for s in cpu.streams]
+    gpu = plan_fleet(FleetConfig(clients=64), [{"CPU": 16.0, "GPU": 2.0}])
+    assert [len(h.stream_ids) for h in gpu.hosts] == [32, 32] and gpu.trainer["GPU"] == 1.0
+    assert gpu.trainer_settings.fused, "fused by default where the hosts have GPUs"
+
+
+def test_one_stream_per_trainer_on_request_or_with_a_gpu_fraction():
+    per_stream = plan_fleet(FleetConfig(clients=5, streams_per_trainer=1), [{"CPU": 2.0}])
+    assert len(per_stream.hosts) == 5 and per_stream.demands[0].count == 5
+    fractions = plan_fleet(FleetConfig(clients=4, gpus_per_trainer=0.25), [{"CPU": 4.0, "GPU": 1.0}])
+    assert len(fractions.hosts) == 4 and fractions.trainer["GPU"] == 0.25
+    uneven = plan_fleet(FleetConfig(clients=7, streams_per_trainer=3), [{"CPU": 2.0}])
+    assert [len(h.stream_ids) for h in uneven.hosts] == [3, 3, 1]
+
+
+def test_send_phases_are_seeded_and_spread_unless_in_lockstep():
+    phases = send_phases(64, 10.0, seed=0, lockstep=False)
+    assert phases == send_phases(64, 10.0, seed=0, lockstep=False) != send_phases(64, 10.0, seed=1, lockstep=False)
+    assert all(0.0 < p <= 10.0 for p in phases) and max(phases) - min(phases) > 8.0
+    assert send_phases(3, 10.0, seed=0, lockstep=True) == [10.0] * 3

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ams_ray.fleet_report import stream_rows, summarize, write_report
+from ams_ray.fleet_report import machine_memory, mean_teacher_batch, stream_rows, summarize, write_report
 
 
 def _edge(sid, miou, base, staleness):
@@ -15,19 +15,27 @@ def _edge(sid, miou, base, staleness):
 def test_summary_and_files(tmp_path):
     edges = [_edge("s0", 80.0, 70.0, [1.0, 2.0]), _edge("s1", 75.0, 72.0, [3.0])]
     trainers = [{"stream_id": "s0", "train_seconds": 5.0, "teacher_batches": [2, 2, 4], "restarted": True,
-                 "unlabelled_chunks": 1, "checkpoint": {"written": 4}},
+                 "unlabelled_chunks": 1, "checkpoint": {"written": 4}, "rounds": 3},
                 {"stream_id": "s1", "train_seconds": 3.0, "teacher_batches": [4], "restarted": False,
-                 "unlabelled_chunks": 0, "checkpoint": {"written": 5}}]
-    summary = summarize(edges, trainers, {"s2": "ActorDiedError: boom"}, 3, 10.0, 1.0, [4.0, 6.0, 5.0])
+                 "unlabelled_chunks": 0, "checkpoint": {"written": 5}, "rounds": 1}]
+    hosts = [{"streams": trainers, "restarted": True, "fused": False, "steps": 4, "rounds_per_step": 1.0,
+              "memory_mb": {"pss_mb": 600.0}}]
+    memory = machine_memory([{"hostname": "m", "samples": [(0.0, 4.0), (5.0, 4.5), (9.0, 6.0)]}], started_wall=2.0)
+    summary = summarize(edges, trainers, {"s2": "ActorDiedError: boom"}, 3, 10.0, 1.0, memory, hosts=hosts)
     assert summary["completed"] == 2 and summary["failed"] == 1
     assert summary["mean_miou_gain"] == pytest.approx(6.5)
     assert summary["p50_staleness_s"] == pytest.approx(2.0)
-    assert summary["mean_teacher_batch"] == pytest.approx(3.0)
+    # frames of batches of 2, 2, 4 and 4: two frames of one batch of 2, two of two batches of 4
+    assert summary["mean_teacher_batch"] == pytest.approx(4 / (1 / 2 + 1 / 2 + 1 / 4 + 1 / 4))
     assert summary["teacher_frames_per_s"] == pytest.approx(0.4)
+    assert summary["train_seconds_per_round"] == pytest.approx(2.0)
+    assert summary["trainer_mb_per_stream"] == pytest.approx(300.0) and summary["streams_per_trainer"] == 2
+    assert summary["baseline_memory_gib"] == 4.5 and summary["idle_memory_gib"] == 4.0
     assert summary["trainer_busy_fraction"] == pytest.approx(0.4)
     assert summary["peak_memory_gib"] == 6.0 and summary["memory_per_stream_gib"] == pytest.approx(2.0)
     assert summary["peak_memory_gb"] == pytest.approx(6.0 * 1.073741824)
     assert (summary["trainer_restarts"], summary["unlabelled_chunks"], summary["checkpoints_written"]) == (1, 1, 9)
+    assert summary["memory_per_stream_mb"] == pytest.approx(2.0 * 1024 / 3)
     rows = stream_rows(edges, trainers, {"s2": "ActorDiedError: boom"})
     write_report(tmp_path, summary, rows, edges)
     assert json.loads((tmp_path / "summary.json").read_text())["clients"] == 3
@@ -35,3 +43,16 @@ def test_summary_and_files(tmp_path):
     assert [r["stream_id"] for r in table] == ["s0", "s1", "s2"] and table[2]["failed"].startswith("ActorDied")
     assert (tmp_path / "miou_over_time.png").stat().st_size > 5000
     assert (tmp_path / "staleness.png").stat().st_size > 5000
+
+
+def test_mean_teacher_batch_is_frames_over_batches():
+    assert mean_teacher_batch([8] * 8 + [2] * 2) == pytest.approx(5.0)  # one batch of 8, one of 2
+    assert mean_teacher_batch([]) != mean_teacher_batch([])  # NaN: nothing was labelled
+
+
+def test_nodes_of_one_machine_count_once_and_machines_add_up():
+    reports = [{"hostname": "a", "samples": [(0.0, 2.0), (1.0, 3.0)]},
+               {"hostname": "a", "samples": [(0.0, 2.0), (1.0, 3.0)]},
+               {"hostname": "b", "samples": [(0.0, 1.0), (1.0, 5.0)]}]
+    memory = machine_memory(reports, started_wall=0.5)
+    assert memory["machines"] == 2 and memory["peak_memory_gib"] == 8.0 and memory["baseline_memory_gib"] == 8.0

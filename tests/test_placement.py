@@ -6,7 +6,7 @@ ONE_GPU_NODE = [{"CPU": 2.0, "GPU": 1.0, "memory": 1e10}]
 
 
 def test_fractional_trainers_pack_onto_one_gpu():
-    res = trainer_resources(cluster_gpus=1, clients=4, gpus_per_trainer=None, cpus_per_trainer=0.25)
+    res = trainer_resources(cluster_gpus=1, hosts=4, gpus_per_trainer=None, cpus_per_trainer=0.25)
     assert res == {"CPU": 0.25, "GPU": 0.25}
     check_fits([Demand("trainer", 4, res)], ONE_GPU_NODE)
 
@@ -17,13 +17,13 @@ def test_too_many_gpu_fractions_are_refused_with_what_was_asked_and_what_exists(
 
 
 def test_gpu_request_on_a_cpu_only_cluster_is_refused():
-    res = trainer_resources(cluster_gpus=0, clients=2, gpus_per_trainer=0.5, cpus_per_trainer=0.5)
+    res = trainer_resources(cluster_gpus=0, hosts=2, gpus_per_trainer=0.5, cpus_per_trainer=0.5)
     with pytest.raises(PlacementError, match="no node can hold one trainer"):
         check_fits([Demand("trainer", 2, res)], [{"CPU": 2.0}])
 
 
 def test_cpu_only_cluster_gets_cpu_fractions_and_role_resources():
-    res = trainer_resources(cluster_gpus=0, clients=32, gpus_per_trainer=None, cpus_per_trainer=0.05,
+    res = trainer_resources(cluster_gpus=0, hosts=32, gpus_per_trainer=None, cpus_per_trainer=0.05,
                             role_resource="server")
     assert res == {"CPU": 0.05, "server": 0.001}
     with pytest.raises(PlacementError, match="no node can hold one trainer"):

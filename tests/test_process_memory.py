@@ -12,8 +12,16 @@ def test_reads_this_process_and_sees_a_large_allocation():
     del block
 
 
-def test_a_missing_file_gives_no_figures(tmp_path):
-    assert own_memory_mb(tmp_path / "absent") == {}
+def test_a_process_that_is_gone_gives_no_figures():
+    import subprocess
+    import sys
+
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    process = psutil.Process(child.pid)
+    child.wait(timeout=60)
+    assert own_memory_mb(process) == {}
 
 
 def test_freed_heap_goes_back_to_the_os_after_a_trim():

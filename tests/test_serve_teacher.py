@@ -1,3 +1,4 @@
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -61,7 +62,7 @@ def test_requests_in_flight_on_a_killed_replica_are_retried_on_its_replacement(t
     requests = [(None, i, f) for i, f in enumerate(frames)]
     (before,) = teacher_replicas()
     with ThreadPoolExecutor(1) as pool:
-        retrying = pool.submit(label_with_retry, handle, requests, 120.0)
+        retrying = pool.submit(asyncio.run, label_with_retry(handle, requests, 120.0))
         plain = handle.label.remote(requests[0])
         time.sleep(1.0)  # inside the 2 s batch (not an assertion: only where the kill lands)
         inject(Fault("kill-teacher", 1.0), {}, {})

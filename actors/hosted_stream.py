@@ -1,0 +1,140 @@
+"""One stream inside a trainer host: its session, metrics, checkpoints and counters.
+
+A `TrainerHost` holds K of these and moves chunks, labels and rounds between them and the
+shared teacher and training thread; everything that belongs to one stream lives here, so
+streams sharing a process share nothing else. The session resumes from the stream's
+checkpoint when the host (re)starts, and is checkpointed once per packet the device applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from actors.metrics import TrainerMetrics
+from ams_ray.checkpoint_store import CheckpointError, CheckpointStore
+from ams_ray.config import AmsConfig
+from ams_ray.distill import OnlineDistiller, RoundResult
+from ams_ray.fleet_plan import TrainerSettings
+from ams_ray.messages import SampleChunk
+from ams_ray.server_stream import StreamSession
+from ams_ray.simulate import STRATEGIES
+from ams_ray.stream_state import StreamState, StreamStateError
+from ams_ray.students import build_student
+
+log = logging.getLogger(__name__)
+CHUNK_PROBLEMS = ("duplicate_chunk", "missing_chunk", "unlabelled_chunk")
+
+
+class HostedStream:
+    def __init__(self, stream_id: str, label_key: str | None, student_spec: str, num_classes: int, config: AmsConfig,
+                 strategy: str, settings: TrainerSettings, store: CheckpointStore, device: str) -> None:
+        spec = STRATEGIES[strategy]
+        self.stream_id, self.label_key, self.settings, self.store = stream_id, label_key, settings, store
+        self.distiller = OnlineDistiller(build_student(student_spec, num_classes), config.training, spec.strategy,
+                                         stream_id=stream_id, encoding=config.packet_format, seed=config.seed,
+                                         device=device)
+        self.session = StreamSession(self.distiller, _labelled_by_host, num_classes, config, asr=spec.asr,
+                                     atr=spec.atr)
+        self.lock = asyncio.Lock()  # one chunk at a time, in arrival order (asyncio locks are FIFO)
+        self.metrics = TrainerMetrics(stream_id)
+        self.teacher_batches: list[int] = []
+        self.labelled_wall: list[float] = []
+        self.train_seconds = 0.0
+        self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
+        self.resumed_from = self._resume()
+
+    def _resume(self) -> int | None:
+        """Restore the last checkpoint, if any; returns the packet sequence resumed from."""
+        try:
+            data = self.store.load(self.stream_id)
+            if data is None:
+                return None
+            self.session.restore(StreamState.from_bytes(data))
+        except (CheckpointError, StreamStateError) as exc:
+            self.metrics.errors.count("checkpoint_unreadable")
+            log.error("stream %s: starting afresh, the checkpoint cannot be used: %s", self.stream_id, exc)
+            return None
+        log.warning("stream %s: resumed from its checkpoint at packet %d", self.stream_id, self.distiller.sequence)
+        return self.distiller.sequence
+
+    # ------------------------------------------------------------------ chunks
+    def accept(self, chunk: SampleChunk) -> np.ndarray | None:
+        """Decoded frames of a new chunk, or None for one already seen (counted)."""
+        with self._counting_problems():
+            return self.session.accept(chunk)
+
+    def unlabelled(self, chunk: SampleChunk, error: Exception) -> float:
+        self.metrics.errors.count("teacher_failed")
+        with self._counting_problems():
+            return self.session.unlabelled(chunk, error)
+
+    def record(self, chunk: SampleChunk, frames: np.ndarray, results: list) -> float:
+        """Store the teacher's replies ((labels, batch, seconds) per frame); returns the rate."""
+        self.teacher_batches += [batch for _, batch, _ in results]
+        self.labelled_wall.append(time.time())
+        return self.session.record(chunk, frames, np.stack([labels for labels, _, _ in results]))
+
+    @contextmanager
+    def _counting_problems(self) -> Iterator[None]:
+        """Counts in `ams_errors_total` the chunk problems the session noticed inside the block."""
+        s = self.session.stats
+        before = (s.duplicate_chunks, s.missing_chunks, s.unlabelled_chunks)
+        yield
+        for kind, was, now in zip(CHUNK_PROBLEMS, before, (s.duplicate_chunks, s.missing_chunks,
+                                                           s.unlabelled_chunks)):
+            self.metrics.errors.count(kind, now - was)
+
+    # ------------------------------------------------------------------ rounds
+    def booked(self, now_s: float, result: RoundResult, seconds: float, waited_s: float) -> RoundResult:
+        """A round trained for this stream (`seconds`: its share of the training thread)."""
+        self.session.trained(now_s, result)
+        self.train_seconds += seconds
+        self.metrics.training.observe(seconds)
+        self.metrics.device_wait.observe(waited_s)
+        if result.skipped:
+            self.metrics.errors.count("skipped_round")
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_due(self, packet: int, version: int) -> bool:
+        """The device applied `packet`: checkpoint once per packet, so a restart resumes with
+        exactly the model the device holds."""
+        return (bool(packet) and packet == self.distiller.sequence and version == self.distiller.version
+                and packet > self.checkpoint["sequence"])
+
+    def snapshot(self) -> tuple[int, StreamState]:
+        """Taken under the stream's lock; encoding and writing may happen off the event loop."""
+        return self.distiller.sequence, self.session.snapshot(self.settings.checkpoint_window_s)
+
+    def write_checkpoint(self, sequence: int, state: StreamState) -> None:
+        began = time.perf_counter()
+        try:
+            data = state.to_bytes()
+            self.store.save(self.stream_id, data)
+        except CheckpointError as exc:
+            self.metrics.errors.count("checkpoint_failed")
+            if self.checkpoint["error"] is None:  # said once; the stream goes on without checkpoints
+                log.error("stream %s: %s; the stream goes on without checkpoints", self.stream_id, exc)
+                self.checkpoint["error"] = str(exc)
+            return
+        self.checkpoint.update(written=self.checkpoint["written"] + 1, bytes=len(data), sequence=sequence,
+                               seconds=self.checkpoint["seconds"] + time.perf_counter() - began)
+
+    def stats(self) -> dict:
+        s = self.session.stats
+        return {"stream_id": self.stream_id, "rounds": s.rounds, "skipped_rounds": s.skipped_rounds,
+                "chunks": s.chunks, "frames_labelled": s.frames_labelled, "duplicate_chunks": s.duplicate_chunks,
+                "missing_chunks": s.missing_chunks, "unlabelled_chunks": s.unlabelled_chunks, "resyncs": s.resyncs,
+                "train_seconds": self.train_seconds, "teacher_batches": self.teacher_batches,
+                "labelled_wall": self.labelled_wall, "checkpoint": self.checkpoint,
+                "resumed_from_packet": self.resumed_from}
+
+
+def _labelled_by_host(frames: np.ndarray, frame_indices: list[int]) -> np.ndarray:
+    raise RuntimeError("a hosted stream is labelled by its host (accept/record), never through receive()")
