@@ -1,7 +1,7 @@
 """The coordinator: grants training turns on shared devices, as leases (`ams_ray.turns`).
 
-A trainer registers with its incarnation (one id per process) and asks for a turn; the
-answer is an awaited future. Waiters wake every second to take back lapsed leases, so a
+A holder (a trainer host, by its host id) registers with its incarnation (one id per
+process) and asks for a turn before each training step; the answer is an awaited future. Waiters wake every second to take back lapsed leases, so a
 turn held by a process that died and never came back is reclaimed without anyone calling.
 """
 
@@ -25,37 +25,37 @@ class Coordinator:
         self.book = TurnBook(scheduler, lease_s)
         self._waiting: dict[str, asyncio.Future] = {}
 
-    def register(self, stream_id: str, device: str, slots: int, incarnation: str) -> None:
-        """`slots`: rounds the device can run at once (1 per GPU; a CPU node's core count)."""
-        if not self.book.current(stream_id, incarnation):
-            self._wake(stream_id, False)  # a replaced process's pending request ends now
-        self._grant(self.book.register(stream_id, device, slots, incarnation, time.monotonic()))
+    def register(self, holder: str, device: str, slots: int, incarnation: str) -> None:
+        """`slots`: steps the device can run at once (1 per GPU; a CPU node's core count)."""
+        if not self.book.current(holder, incarnation):
+            self._wake(holder, False)  # a replaced process's pending request ends now
+        self._grant(self.book.register(holder, device, slots, incarnation, time.monotonic()))
 
-    async def acquire(self, stream_id: str, incarnation: str) -> bool:
-        """True once the stream holds a turn; False if this process has been replaced."""
-        granted = self.book.request(stream_id, incarnation, time.monotonic())
+    async def acquire(self, holder: str, incarnation: str) -> bool:
+        """True once the holder has a turn; False if this process has been replaced."""
+        granted = self.book.request(holder, incarnation, time.monotonic())
         if granted is not False:
             return bool(granted)
         future = asyncio.get_running_loop().create_future()
-        self._waiting[stream_id] = future
+        self._waiting[holder] = future
         while not future.done():
             await asyncio.wait({future}, timeout=REAP_EVERY_S)
             self._grant(self.book.expire(time.monotonic()))
         return future.result()
 
-    def release(self, stream_id: str, incarnation: str) -> None:
+    def release(self, holder: str, incarnation: str) -> None:
         """Ends a turn, or a wait the trainer gave up on."""
-        if self.book.current(stream_id, incarnation):
-            self._wake(stream_id, False)
-        self._grant(self.book.release(stream_id, incarnation, time.monotonic()))
+        if self.book.current(holder, incarnation):
+            self._wake(holder, False)
+        self._grant(self.book.release(holder, incarnation, time.monotonic()))
 
-    def _grant(self, streams: list[str]) -> None:
-        for stream_id in streams:
-            if not self._wake(stream_id, True):
-                log.info("turn granted to %s, which no longer waits; it lapses with its lease", stream_id)
+    def _grant(self, holders: list[str]) -> None:
+        for holder in holders:
+            if not self._wake(holder, True):
+                log.info("turn granted to %s, which no longer waits; it lapses with its lease", holder)
 
-    def _wake(self, stream_id: str, granted: bool) -> bool:
-        future = self._waiting.pop(stream_id, None)
+    def _wake(self, holder: str, granted: bool) -> bool:
+        future = self._waiting.pop(holder, None)
         if future is None or future.done():
             return False
         future.set_result(granted)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import contextmanager
-from typing import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import AsyncIterator, Iterator
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from ams_ray.stream_state import StreamState, StreamStateError
 from ams_ray.students import build_student
 
 log = logging.getLogger(__name__)
+REORDER_WAIT_S = 5.0  # how long a chunk waits for a predecessor that has not arrived
 CHUNK_PROBLEMS = ("duplicate_chunk", "missing_chunk", "unlabelled_chunk")
 
 
@@ -41,7 +42,7 @@ class HostedStream:
                                          device=device)
         self.session = StreamSession(self.distiller, _labelled_by_host, num_classes, config, asr=spec.asr,
                                      atr=spec.atr)
-        self.lock = asyncio.Lock()  # one chunk at a time, in arrival order (asyncio locks are FIFO)
+        self.order = asyncio.Condition()  # one chunk at a time, in sequence order (see in_sequence)
         self.metrics = TrainerMetrics(stream_id)
         self.teacher_batches: list[int] = []
         self.labelled_wall: list[float] = []
@@ -64,6 +65,27 @@ class HostedStream:
         return self.distiller.sequence
 
     # ------------------------------------------------------------------ chunks
+    @asynccontextmanager
+    async def in_sequence(self, sequence: int) -> AsyncIterator[None]:
+        """Hold the stream for chunk `sequence`, after its predecessors.
+
+        Ray does not promise that an async actor runs one caller's calls in the order they
+        were sent, and a device may have several uploads in flight; a chunk taken before its
+        predecessor would make the predecessor a "duplicate" and lose it. So a chunk waits
+        (at most REORDER_WAIT_S, for a predecessor that may never come) until every lower
+        sequence number has been taken.
+        """
+        async with self.order:
+            try:
+                await asyncio.wait_for(self.order.wait_for(lambda: sequence <= self.session.last_chunk + 1),
+                                       REORDER_WAIT_S)
+            except asyncio.TimeoutError:
+                pass  # its predecessor is lost or late: go on; the session counts the gap
+            try:
+                yield
+            finally:
+                self.order.notify_all()
+
     def accept(self, chunk: SampleChunk) -> np.ndarray | None:
         """Decoded frames of a new chunk, or None for one already seen (counted)."""
         with self._counting_problems():

@@ -102,7 +102,7 @@ class TrainerHost:
         """One upload -> (sampling rate for the device, update packet or None)."""
         stream = self._stream(stream_id)
         chunk = SampleChunk.from_bytes(data)
-        async with stream.lock:
+        async with stream.in_sequence(chunk.sequence):
             frames = stream.accept(chunk)
             if frames is None:
                 return stream.session.sampling_rate_fps, None
@@ -126,7 +126,7 @@ class TrainerHost:
     async def acknowledge(self, stream_id: str, packet: int, version: int) -> None:
         """The device applied `packet`: checkpoint its stream (once per packet)."""
         stream = self._stream(stream_id)
-        async with stream.lock:
+        async with stream.order:
             await self._checkpoint_if_due(stream, packet, version)
 
     def _stream(self, stream_id: str):

@@ -5,7 +5,7 @@ coordinator actor only turns its decisions into awaited events.
 
 - `concurrent`: every trainer trains as soon as it is due; devices are time-shared.
 - `round_robin`: one trainer per device at a time, in the order they became due (the
-  paper's multi-client setting). Each stream asks once per period, so FIFO is round robin.
+  paper's multi-client setting). Each trainer host asks once per due round, so FIFO is round robin.
   A device may hold several slots: a CPU node trains one round per core at a time, since
   each trainer trains on one thread. Rounds run back to back instead of time-sharing the
   cores, so the first finish early instead of all finishing late together.
@@ -25,13 +25,13 @@ class ConcurrentPolicy:
     def set_slots(self, device: str, slots: int) -> None:
         """Ignored: every due trainer trains."""
 
-    def request(self, stream_id: str, device: str, priority: float = 0.0) -> bool:
+    def request(self, holder: str, device: str, priority: float = 0.0) -> bool:
         return True
 
-    def release(self, stream_id: str, device: str) -> list[str]:
+    def release(self, holder: str, device: str) -> list[str]:
         return []
 
-    def drop(self, stream_id: str, device: str) -> list[str]:
+    def drop(self, holder: str, device: str) -> list[str]:
         return []
 
 
@@ -56,28 +56,28 @@ class RoundRobinPolicy:
     def slots(self, device: str) -> int:
         return self._slots.get(device, self._default_slots)
 
-    def request(self, stream_id: str, device: str, priority: float = 0.0) -> bool:
-        """True if the stream may train now; otherwise it is queued until a release grants it."""
-        if stream_id in self._holders[device]:
+    def request(self, holder: str, device: str, priority: float = 0.0) -> bool:
+        """True if the holder may train now; otherwise it is queued until a release grants it."""
+        if holder in self._holders[device]:
             return True
         if len(self._holders[device]) < self.slots(device) and not self._waiting[device]:
-            self._holders[device].add(stream_id)
+            self._holders[device].add(holder)
             return True
-        if stream_id not in self._waiting[device]:
-            self._waiting[device].append(stream_id)
+        if holder not in self._waiting[device]:
+            self._waiting[device].append(holder)
         return False
 
-    def release(self, stream_id: str, device: str) -> list[str]:
-        """Free the stream's slot; returns the streams granted in its place."""
-        self._holders[device].discard(stream_id)
+    def release(self, holder: str, device: str) -> list[str]:
+        """Free the holder's slot; returns the holders granted in its place."""
+        self._holders[device].discard(holder)
         return self._fill(device)
 
-    def drop(self, stream_id: str, device: str) -> list[str]:
-        """Forget a stream that is gone (its process died), holding or queued; returns the
-        streams granted the slot it may have held."""
-        if stream_id in self._waiting[device]:
-            self._waiting[device].remove(stream_id)
-        return self.release(stream_id, device)
+    def drop(self, holder: str, device: str) -> list[str]:
+        """Forget a holder that is gone (its process died), holding or queued; returns the
+        holders granted the slot it may have held."""
+        if holder in self._waiting[device]:
+            self._waiting[device].remove(holder)
+        return self.release(holder, device)
 
     def _fill(self, device: str) -> list[str]:
         granted = []

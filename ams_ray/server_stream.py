@@ -67,6 +67,11 @@ class StreamSession:
     def sampling_rate_fps(self) -> float:
         return self.asr.rate_fps
 
+    @property
+    def last_chunk(self) -> int:
+        """Sequence number of the newest chunk accepted (0: none yet)."""
+        return self._last_sequence
+
     def receive(self, chunk: SampleChunk) -> float:
         """Label and store a chunk; returns the sampling rate the device should use next."""
         frames = self.accept(chunk)

@@ -27,7 +27,7 @@ class TurnBook:
     policy: object = field(init=False)
     devices: dict[str, str] = field(default_factory=dict)
     incarnations: dict[str, str] = field(default_factory=dict)
-    expiries: dict[str, float] = field(default_factory=dict)  # stream -> when its turn lapses
+    expiries: dict[str, float] = field(default_factory=dict)  # holder -> when its turn lapses
     reclaimed: int = 0  # turns taken back from holders that died or overran their lease
 
     def __post_init__(self) -> None:
@@ -35,46 +35,46 @@ class TurnBook:
             raise ValueError(f"a training turn lease must be positive, got {self.lease_s}")
         self.policy = make_policy(self.scheduler)
 
-    def register(self, stream_id: str, device: str, slots: int, incarnation: str, now: float) -> list[str]:
+    def register(self, holder: str, device: str, slots: int, incarnation: str, now: float) -> list[str]:
         """A trainer process announces itself; a new incarnation replaces (and drops) the old one.
-        Returns the streams granted a turn the old incarnation held."""
+        Returns the holders granted a turn the old incarnation held."""
         granted = []
-        if self.incarnations.get(stream_id) not in (None, incarnation):
-            granted = self._drop(stream_id, now)
-        self.incarnations[stream_id], self.devices[stream_id] = incarnation, device
+        if self.incarnations.get(holder) not in (None, incarnation):
+            granted = self._drop(holder, now)
+        self.incarnations[holder], self.devices[holder] = incarnation, device
         self.policy.set_slots(device, slots)
         return granted
 
-    def current(self, stream_id: str, incarnation: str) -> bool:
-        return self.incarnations.get(stream_id) == incarnation
+    def current(self, holder: str, incarnation: str) -> bool:
+        return self.incarnations.get(holder) == incarnation
 
-    def request(self, stream_id: str, incarnation: str, now: float) -> bool | None:
+    def request(self, holder: str, incarnation: str, now: float) -> bool | None:
         """True: the turn is granted now; False: queued; None: that process has been replaced."""
-        if not self.current(stream_id, incarnation):
+        if not self.current(holder, incarnation):
             return None
-        if self.policy.request(stream_id, self.devices[stream_id]):
-            self.expiries[stream_id] = now + self.lease_s
+        if self.policy.request(holder, self.devices[holder]):
+            self.expiries[holder] = now + self.lease_s
             return True
         return False
 
-    def release(self, stream_id: str, incarnation: str, now: float) -> list[str]:
-        """End a turn (or give up waiting for one); returns the streams granted in its place."""
-        if not self.current(stream_id, incarnation):
+    def release(self, holder: str, incarnation: str, now: float) -> list[str]:
+        """End a turn (or give up waiting for one); returns the holders granted in its place."""
+        if not self.current(holder, incarnation):
             return []
-        return self._drop(stream_id, now)
+        return self._drop(holder, now)
 
     def expire(self, now: float) -> list[str]:
-        """Take back lapsed turns; returns the streams granted in their place."""
+        """Take back lapsed turns; returns the holders granted in their place."""
         granted = []
-        for stream_id, expiry in list(self.expiries.items()):
+        for holder, expiry in list(self.expiries.items()):
             if expiry <= now:
                 self.reclaimed += 1
-                granted += self._drop(stream_id, now)
+                granted += self._drop(holder, now)
         return granted
 
-    def _drop(self, stream_id: str, now: float) -> list[str]:
-        self.expiries.pop(stream_id, None)
-        granted = self.policy.drop(stream_id, self.devices[stream_id])
+    def _drop(self, holder: str, now: float) -> list[str]:
+        self.expiries.pop(holder, None)
+        granted = self.policy.drop(holder, self.devices[holder])
         for g in granted:
             self.expiries[g] = now + self.lease_s
         return granted

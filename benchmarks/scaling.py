@@ -1,9 +1,15 @@
-"""Sweep the number of clients (and optionally the scheduler and streams per GPU) and
-tabulate what multi_client.py measures at each point.
+"""Sweep the number of clients (and optionally streams per trainer, the scheduler and
+streams per GPU) and tabulate what multi_client.py measures at each point.
 
     python benchmarks/scaling.py --clients 1 4 8 16 32 --duration 60 --speed 0.25 --results-dir runs/scaling
+    python benchmarks/scaling.py --clients 8 16 32 64 128 --streams-per-trainer 1 pooled --speed 0.125
     python benchmarks/scaling.py --clients 8 16 --schedulers concurrent round_robin --streams-per-gpu 2 4
     python benchmarks/scaling.py --from-json runs/scaling/scaling.json --reference runs/compare60/summary.json
+
+`--streams-per-trainer`: 1 is a process per stream, `pooled` the default (one host per GPU
+or CPU core), any other N that many streams per host. Each point's training seconds per
+round are set against the bare round time of one idle process (`trainer_fusion.py`, K = 1,
+measured once before the sweep), so the table shows what sharing the machine costs a round.
 
 `--reference` takes a `compare_seeds.py` summary on the same videos (seeds 0..N-1, same
 duration) and adds each point's single-stream gain, so the plot separates what sharing the
@@ -29,38 +35,63 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLUMNS = ("clients", "scheduler", "streams_per_gpu", "completed", "p95_staleness_s", "p95_staleness_video_s",
-           "keeps_up", "mean_miou_gain", "single_stream_gain", "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction",
-           "memory_per_stream_gib", "peak_memory_gib", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps",
-           "downlink_kbps", "speed", "wall_s")
+COLUMNS = ("clients", "layout", "scheduler", "streams_per_gpu", "completed", "setup_s", "peak_memory_gib",
+           "memory_per_stream_mb", "trainer_mb_per_stream", "p95_staleness_video_s", "keeps_up", "mean_miou_gain",
+           "single_stream_gain", "train_seconds_per_round", "bare_round_s", "round_time_ratio",
+           "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction", "trainer_hosts",
+           "streams_per_trainer", "fused", "lockstep", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps", "downlink_kbps",
+           "speed", "wall_s")
 PLOTS = (("p95_staleness_video_s", "p95 staleness (video s)"), ("mean_miou_gain", "mean mIoU gain (points)"),
-         ("teacher_frames_per_s", "teacher frames/s"), ("memory_per_stream_gib", "peak memory per stream (GiB)"))
+         ("memory_per_stream_mb", "memory per stream (MiB)"), ("round_time_ratio", "round time / bare round"))
 
 
-def run_point(clients: int, scheduler: str, streams_per_gpu: int | None, args: argparse.Namespace) -> dict | None:
-    name = f"clients{clients}-{scheduler}" + (f"-spg{streams_per_gpu}" if streams_per_gpu else "")
+def run_point(clients: int, scheduler: str, streams_per_gpu: int | None, layout: str, args: argparse.Namespace,
+              bare_round_s: float | None) -> dict | None:
+    name = f"clients{clients}-{scheduler}-{layout}" + (f"-spg{streams_per_gpu}" if streams_per_gpu else "")
     out = args.results_dir / name
     command = [sys.executable, str(Path(__file__).with_name("multi_client.py")), "--clients", str(clients),
                "--duration", str(args.duration), "--speed", str(args.speed), "--scheduler", scheduler,
                "--metrics-flush-s", "0", "--out", str(out)]
     if streams_per_gpu:
         command += ["--streams-per-gpu", str(streams_per_gpu)]
+    if layout != "pooled":
+        command += ["--streams-per-trainer", layout]
+    if args.lockstep:
+        command += ["--lockstep"]
     proc = subprocess.run(command)
     if not (out / "summary.json").is_file():
         print(f"{name}: no summary (exit {proc.returncode})", file=sys.stderr)
         return None
     summary = json.loads((out / "summary.json").read_text())
-    return {**{k: summary.get(k) for k in COLUMNS}, "scheduler": scheduler, "streams_per_gpu": streams_per_gpu}
+    row = {**{k: summary.get(k) for k in COLUMNS}, "scheduler": scheduler, "streams_per_gpu": streams_per_gpu,
+           "layout": "per-stream" if layout == "1" else layout, "setup_s": summary["setup_s"]["total"],
+           "bare_round_s": bare_round_s}
+    if bare_round_s and row["train_seconds_per_round"]:
+        row["round_time_ratio"] = row["train_seconds_per_round"] / bare_round_s
+    return row
+
+
+def bare_round_seconds(args: argparse.Namespace) -> float | None:
+    """One idle process, one stream: the round time `trainer_fusion.py` measures at K = 1."""
+    out = args.results_dir / "bare_round"
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("trainer_fusion.py")), "--streams", "1",
+                           "--device", "cpu", "--repeats", "5", "--out", str(out)])
+    if proc.returncode:
+        print(f"bare round time not measured (trainer_fusion.py exit {proc.returncode})", file=sys.stderr)
+        return None
+    rows = json.loads((out / "trainer_fusion.json").read_text())["rows"]
+    return next(r["round_s"] for r in rows if r["mode"] == "sequential")
 
 
 def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(PLOTS), figsize=(4 * len(PLOTS), 3.6))
-    series = sorted({(r["scheduler"], r["streams_per_gpu"]) for r in rows}, key=str)
+    series = sorted({(r["scheduler"], r["streams_per_gpu"], r.get("layout")) for r in rows}, key=str)
     for ax, (key, label) in zip(axes, PLOTS):
-        for scheduler, spg in series:
-            points = [r for r in rows if (r["scheduler"], r["streams_per_gpu"]) == (scheduler, spg)]
-            ax.plot([r["clients"] for r in points], [r[key] for r in points], marker="o",
-                    label=scheduler + (f", {spg}/GPU" if spg else ""))
+        for scheduler, spg, layout in series:
+            points = [r for r in rows if (r["scheduler"], r["streams_per_gpu"], r.get("layout")) == (scheduler, spg,
+                                                                                                       layout)]
+            ax.plot([r["clients"] for r in points], [r.get(key) for r in points], marker="o",
+                    label=f"{layout}, {scheduler}" + (f", {spg}/GPU" if spg else ""))
         if key == "mean_miou_gain" and any(r.get("single_stream_gain") is not None for r in rows):
             reference = sorted({(r["clients"], r["single_stream_gain"]) for r in rows})
             ax.plot(*zip(*reference), linestyle="--", color="gray", label="single stream (compare)")
@@ -88,6 +119,9 @@ def main() -> int:
     p.add_argument("--schedulers", nargs="+", default=["round_robin"])
     p.add_argument("--streams-per-gpu", type=int, nargs="+", default=[None],
                    help="needs GPUs in the cluster (a logical one is enough to test packing)")
+    p.add_argument("--streams-per-trainer", nargs="+", default=["pooled"],
+                   help="1 (a process per stream), pooled (the default layout) or N, one series each")
+    p.add_argument("--lockstep", action="store_true", help="every point in lockstep (default: staggered)")
     p.add_argument("--results-dir", type=Path, default=Path("runs/scaling"))
     p.add_argument("--reference", type=Path, help="compare_seeds.py summary.json on the same videos")
     p.add_argument("--from-json", type=Path, help="re-tabulate and re-plot an earlier scaling.json, running nothing")
@@ -97,8 +131,10 @@ def main() -> int:
         points = rows
         args.results_dir = args.from_json.parent
     else:
-        points = list(itertools.product(args.schedulers, args.streams_per_gpu, args.clients))
-        rows = [r for r in (run_point(n, sched, spg, args) for sched, spg, n in points) if r is not None]
+        points = list(itertools.product(args.schedulers, args.streams_per_gpu, args.streams_per_trainer, args.clients))
+        bare = bare_round_seconds(args)
+        rows = [r for r in (run_point(n, sched, spg, layout, args, bare) for sched, spg, layout, n in points)
+                if r is not None]
     if args.reference:
         gains = single_stream_gains(args.reference)
         for r in rows:
