@@ -63,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher-gpus", type=float, default=0.0)
     p.add_argument("--seed-base", type=int, default=0)
     p.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of the loopback cluster this starts")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="each node's video cache (default: ~/.cache/ams-ray there; a new folder measures a cold start)")
     p.add_argument("--checkpoint-store", default=None,
                    help="directory or fsspec URL (s3://...) every node reaches; default: ~/.cache/ams-ray/checkpoints")
     p.add_argument("--checkpoint-window-s", type=float, default=None,
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
                          gpus_per_trainer=args.gpus_per_trainer, streams_per_trainer=args.streams_per_trainer,
                          fused=args.fused, lockstep=args.lockstep, teacher_replicas=args.teacher_replicas,
                          teacher_batch=args.teacher_batch, teacher_gpus=args.teacher_gpus, seed_base=args.seed_base,
-                         checkpoint_store=args.checkpoint_store, checkpoint_window_s=args.checkpoint_window_s,
+                         cache_dir=args.cache_dir, checkpoint_store=args.checkpoint_store, checkpoint_window_s=args.checkpoint_window_s,
                          deadline_s=args.deadline_s, faults=args.fault, metrics_flush_s=args.metrics_flush_s)
     bar = tqdm(desc=f"{args.clients} streams at {args.speed:g}x", unit="frame")
 

@@ -42,6 +42,13 @@ def test_impossible_request_fails_before_anything_starts(ray_local, cache_dir):
         run_fleet(FleetConfig(clients=8, duration_s=10.0, gpus_per_trainer=0.5, cache_dir=cache_dir))
 
 
+def test_a_trainer_that_cannot_start_is_reported_at_once_with_its_own_error(ray_local, cache_dir, tmp_path):
+    missing = tmp_path / "no-such-weights.pt"
+    with pytest.raises(RuntimeError, match=r"a trainer host failed to start: .*no-such-weights\.pt"):
+        run_fleet(FleetConfig(clients=2, duration_s=10.0, student=f"tiny:{missing}", cache_dir=cache_dir,
+                              checkpoint_store=str(tmp_path / "store")))
+
+
 @pytest.fixture(scope="module")
 def faulted_run(ray_local, cache_dir, tmp_path_factory):
     """Three streams; the trainer of one is killed after its first checkpoint, another's edge
