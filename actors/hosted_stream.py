@@ -40,8 +40,8 @@ class HostedStream:
         self.distiller = OnlineDistiller(build_student(student_spec, num_classes), config.training, spec.strategy,
                                          stream_id=stream_id, encoding=config.packet_format, seed=config.seed,
                                          device=device)
-        self.session = StreamSession(self.distiller, _labelled_by_host, num_classes, config, asr=spec.asr,
-                                     atr=spec.atr)
+        # No labeller: the host labels asynchronously between `accept` and `record`.
+        self.session = StreamSession(self.distiller, None, num_classes, config, asr=spec.asr, atr=spec.atr)
         self.order = asyncio.Condition()  # one chunk at a time, in sequence order (see in_sequence)
         self.metrics = TrainerMetrics(stream_id)
         self.teacher_batches: list[int] = []
@@ -157,6 +157,3 @@ class HostedStream:
                 "labelled_wall": self.labelled_wall, "checkpoint": self.checkpoint,
                 "resumed_from_packet": self.resumed_from}
 
-
-def _labelled_by_host(frames: np.ndarray, frame_indices: list[int]) -> np.ndarray:
-    raise RuntimeError("a hosted stream is labelled by its host (accept/record), never through receive()")

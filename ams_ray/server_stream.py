@@ -49,7 +49,7 @@ class StreamSession:
     def __init__(
         self,
         distiller: OnlineDistiller,
-        labeller: Labeller,
+        labeller: Labeller | None,
         num_classes: int,
         config: AmsConfig,
         asr: bool,
@@ -73,7 +73,10 @@ class StreamSession:
         return self._last_sequence
 
     def receive(self, chunk: SampleChunk) -> float:
-        """Label and store a chunk; returns the sampling rate the device should use next."""
+        """Label and store a chunk; returns the sampling rate the device should use next.
+        A session made without a labeller is fed through `accept` and `record` instead."""
+        if self.labeller is None:
+            raise RuntimeError("this session has no labeller: label accepted frames yourself and call record()")
         frames = self.accept(chunk)
         if frames is None:
             return self.asr.rate_fps
