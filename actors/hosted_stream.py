@@ -22,7 +22,7 @@ from ams_ray.config import AmsConfig
 from ams_ray.distill import OnlineDistiller, RoundResult
 from ams_ray.fleet_plan import TrainerSettings
 from ams_ray.messages import SampleChunk
-from ams_ray.server_stream import StreamSession
+from ams_ray.server_stream import LabellingFailed, StreamSession
 from ams_ray.simulate import STRATEGIES
 from ams_ray.stream_state import StreamState, StreamStateError
 from ams_ray.students import build_student
@@ -91,10 +91,11 @@ class HostedStream:
         with self._counting_problems():
             return self.session.accept(chunk)
 
-    def unlabelled(self, chunk: SampleChunk, error: Exception) -> float:
+    def unlabelled(self, chunk: SampleChunk, reason: str) -> float:
+        """The teacher gave up on the chunk's frames: skipped, counted, the stream goes on."""
         self.metrics.errors.count("teacher_failed")
         with self._counting_problems():
-            return self.session.unlabelled(chunk, error)
+            return self.session.unlabelled(chunk, LabellingFailed(reason))
 
     def record(self, chunk: SampleChunk, frames: np.ndarray, results: list) -> float:
         """Store the teacher's replies ((labels, batch, seconds) per frame); returns the rate."""

@@ -106,15 +106,13 @@ class TrainerHost:
             frames = stream.accept(chunk)
             if frames is None:
                 return stream.session.sampling_rate_fps, None
-            from ams_ray.server_stream import LabellingFailed
-
             requests = [(stream.label_key, int(i), f) for f, i in zip(frames, chunk.frame_indices)]
             results = await label_with_retry(self.teacher, requests, self.settings.call_timeout_s)
             failures = [r for r in results if isinstance(r, Exception)]
             if failures:
-                return stream.unlabelled(chunk, LabellingFailed(
-                    f"{len(failures)} of {len(requests)} frames unlabelled after a retry: "
-                    f"{type(failures[0]).__name__}: {str(failures[0]).splitlines()[0][:200]}")), None
+                return stream.unlabelled(chunk, f"{len(failures)} of {len(requests)} frames unlabelled after a "
+                                         f"retry: {type(failures[0]).__name__}: "
+                                         f"{str(failures[0]).splitlines()[0][:200]}"), None
             rate = stream.record(chunk, frames, results)
             await self._checkpoint_if_due(stream, chunk.last_packet, chunk.model_version)
             now_s = chunk.times_s[-1]
