@@ -72,7 +72,7 @@ class EdgeStream:
         self.pretrained = EdgeModel(bundle)
         h, w = self.config.video.height, self.config.video.width
         if isinstance(self.video, SyntheticSpec):
-            self.reader = VideoReader(self.video.materialize(self.cache_dir).path, h, w)
+            self.reader = VideoReader(self.video.materialize(self.cache_dir, labels=False).path, h, w)
         else:
             self.reader = VideoReader(self.video.name, h, w, data=self.video.data)
         return time.perf_counter() - began

@@ -57,8 +57,9 @@ class SyntheticSpec:
         return SyntheticVideo(self.seed, duration_s=self.duration_s, fps=SYNTHETIC_FPS, height=self.height,
                               width=self.width)
 
-    def materialize(self, cache_dir: Path | None = None, progress: bool = False) -> "VideoSource":
-        return materialize_synthetic(self.seed, self.duration_s, self.height, self.width, cache_dir, progress)
+    def materialize(self, cache_dir: Path | None = None, progress: bool = False,
+                    labels: bool = True) -> "VideoSource":
+        return materialize_synthetic(self.seed, self.duration_s, self.height, self.width, cache_dir, progress, labels)
 
 
 @dataclass(frozen=True)
@@ -89,35 +90,43 @@ class VideoSource:
 
 
 def materialize_synthetic(
-    seed: int, duration_s: float, height: int, width: int, cache_dir: Path | None = None, progress: bool = True
+    seed: int, duration_s: float, height: int, width: int, cache_dir: Path | None = None, progress: bool = True,
+    labels: bool = True,
 ) -> VideoSource:
-    """Write (or reuse) `seed`'s video as DIR/video.mp4 with exact labels in DIR/labels/."""
+    """Write (or reuse) `seed`'s video as DIR/video.mp4 with exact labels in DIR/labels/.
+
+    `labels=False` writes the video alone: an edge re-renders its labels from the seed when
+    it scores (`SyntheticOracle`), and PNG-encoding every frame's labels would add about a
+    third to the cold start of a fleet whose edges render their own videos."""
     root = (cache_dir or default_cache_dir()) / f"synthetic-s{seed}-{duration_s:g}s-{height}x{width}"
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.with_name(root.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # many streams may ask for the same video at once
-        return _materialize_locked(root, seed, duration_s, height, width, progress)
+        return _materialize_locked(root, seed, duration_s, height, width, progress, labels)
 
 
 def _materialize_locked(root: Path, seed: int, duration_s: float, height: int, width: int,
-                        progress: bool) -> VideoSource:
+                        progress: bool, labels: bool) -> VideoSource:
     video_path = root / "video.mp4"
     spec = SyntheticSpec(seed, duration_s, height, width)
-    if video_path.is_file() and (root / "labels" / "meta.json").is_file():
+    if video_path.is_file() and (not labels or (root / "labels" / "meta.json").is_file()):
         return VideoSource(video_path, f"synthetic:{seed}", spec)
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     video = SyntheticVideo(seed, duration_s=duration_s, fps=SYNTHETIC_FPS, height=height, width=width)
-    writer = LabelStore.create(tmp / "labels", NUM_CLASSES, CLASS_NAMES)
+    writer = LabelStore.create(tmp / "labels", NUM_CLASSES, CLASS_NAMES) if labels else None
 
     def frames():
-        for frame, labels in tqdm(video.frames(), total=video.num_frames, desc=f"writing synthetic video {seed}",
-                                  unit="frame", disable=not progress, leave=False):
-            writer.write(labels)
+        for frame, label_map in tqdm(video.frames(), total=video.num_frames,
+                                     desc=f"writing synthetic video {seed}", unit="frame", disable=not progress,
+                                     leave=False):
+            if writer:
+                writer.write(label_map)
             yield frame
 
     write_video(tmp / "video.mp4", frames(), video.fps)
-    writer.close()
+    if writer:
+        writer.close()
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)  # atomic: a crash never leaves a half-written cache entry in place
     return VideoSource(video_path, f"synthetic:{seed}", spec)
