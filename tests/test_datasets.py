@@ -27,3 +27,13 @@ def test_a_synthetic_spec_travels_as_one_key():
     assert SyntheticSpec.from_key(spec.key) == spec
     assert SyntheticSpec.from_key("/data/cam.mp4") is None and SyntheticSpec.from_key(None) is None
     assert np.array_equal(spec.video().labels(30), SyntheticSpec.from_key(spec.key).video().labels(30))
+
+
+def test_a_video_without_labels_is_completed_with_them_when_asked(tmp_path):
+    from ams_ray.datasets import SyntheticSpec
+
+    spec = SyntheticSpec(31, 2.0, 32, 64)
+    bare = spec.materialize(tmp_path, labels=False)
+    assert bare.path.is_file() and not (bare.path.parent / "labels").exists()
+    full = spec.materialize(tmp_path)
+    assert full.path == bare.path and (full.path.parent / "labels" / "meta.json").is_file()
