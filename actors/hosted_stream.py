@@ -47,6 +47,7 @@ class HostedStream:
         self.teacher_batches: list[int] = []
         self.labelled_wall: list[float] = []
         self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0
         self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
         self.resumed_from = self._resume()
 
@@ -114,10 +115,13 @@ class HostedStream:
             self.metrics.errors.count(kind, now - was)
 
     # ------------------------------------------------------------------ rounds
-    def booked(self, now_s: float, result: RoundResult, seconds: float, waited_s: float) -> RoundResult:
-        """A round trained for this stream (`seconds`: its share of the training thread)."""
+    def booked(self, now_s: float, result: RoundResult, seconds: float, cpu_seconds: float,
+               waited_s: float) -> RoundResult:
+        """A round trained for this stream (`seconds`, `cpu_seconds`: its share of the training
+        thread's wall and CPU time)."""
         self.session.trained(now_s, result)
         self.train_seconds += seconds
+        self.train_cpu_seconds += cpu_seconds
         self.metrics.training.observe(seconds)
         self.metrics.device_wait.observe(waited_s)
         if result.skipped:
@@ -154,7 +158,8 @@ class HostedStream:
         return {"stream_id": self.stream_id, "rounds": s.rounds, "skipped_rounds": s.skipped_rounds,
                 "chunks": s.chunks, "frames_labelled": s.frames_labelled, "duplicate_chunks": s.duplicate_chunks,
                 "missing_chunks": s.missing_chunks, "unlabelled_chunks": s.unlabelled_chunks, "resyncs": s.resyncs,
-                "train_seconds": self.train_seconds, "teacher_batches": self.teacher_batches,
+                "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
+                "teacher_batches": self.teacher_batches,
                 "labelled_wall": self.labelled_wall, "checkpoint": self.checkpoint,
                 "resumed_from_packet": self.resumed_from}
 

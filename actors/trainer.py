@@ -168,20 +168,22 @@ class TrainerHost:
             finally:
                 if granted:
                     self.coordinator.release.remote(self.host_id, self.incarnation)
-            for r, (result, seconds) in zip(rounds, results):
-                r.reply.set_result(r.stream.booked(r.now_s, result, seconds, time.time() - r.queued - seconds))
+            for r, (result, seconds, cpu_seconds) in zip(rounds, results):
+                r.reply.set_result(r.stream.booked(r.now_s, result, seconds, cpu_seconds,
+                                                   time.time() - r.queued - seconds))
 
-    def _train(self, rounds: list[DueRound]) -> list[tuple[object, float]]:
-        """On the training thread: one step for all `rounds`; each stream is charged its share."""
+    def _train(self, rounds: list[DueRound]) -> list[tuple[object, float, float]]:
+        """On the training thread: one step for all `rounds`; each stream is charged its share
+        of the step's wall time and of the thread's CPU time (wall - CPU: waiting for a core)."""
         from ams_ray.fused_training import train_rounds
 
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.thread_time()
         inputs = [r.stream.session.round_inputs(r.now_s) for r in rounds]
         results = train_rounds([r.stream.distiller for r in rounds], [w for w, _ in inputs], [q for _, q in inputs])
-        seconds = time.perf_counter() - began
+        seconds, cpu_seconds = time.perf_counter() - began, time.thread_time() - cpu_began
         self.fused_steps.append(len(rounds))
         return_free_heap()  # an idle host should not keep its last step's activations
-        return [(result, seconds / len(rounds)) for result in results]
+        return [(result, seconds / len(rounds), cpu_seconds / len(rounds)) for result in results]
 
     async def _acquire_turn(self) -> bool:
         """Wait for a turn, but never forever: past the timeout the rounds train anyway."""

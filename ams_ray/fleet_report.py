@@ -111,6 +111,9 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "trainer_mb_per_stream": sum(host_pss) / hosted if hosted else math.nan,
         "edge_pss_mb": _mean_memory(edges, "pss_mb"),
         "train_seconds_per_round": sum(t["train_seconds"] for t in trainers) / rounds if rounds else math.nan,
+        # the training thread's CPU time: what a round costs when it has a core to itself
+        "train_cpu_seconds_per_round": sum(t.get("train_cpu_seconds", math.nan) for t in trainers) / rounds
+        if rounds else math.nan,
         "max_lag_s": max((e["max_lag_s"] for e in edges), default=math.nan),
         "trainer_restarts": sum(h["restarted"] for h in hosts),  # processes Ray restarted
         "streams_restarted": sum(t["restarted"] for t in trainers),  # streams that resumed in one
