@@ -38,8 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 COLUMNS = ("clients", "layout", "scheduler", "streams_per_gpu", "completed", "setup_s", "peak_memory_gib",
            "memory_per_stream_mb", "trainer_mb_per_stream", "p95_staleness_video_s", "keeps_up", "mean_miou_gain",
            "single_stream_gain", "train_seconds_per_round", "train_cpu_seconds_per_round", "bare_round_s",
-           "round_time_ratio",
-           "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction", "trainer_hosts",
+           "round_time_ratio", "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction", "trainer_hosts",
            "streams_per_trainer", "fused", "lockstep", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps", "downlink_kbps",
            "speed", "wall_s")
 PLOTS = (("p95_staleness_video_s", "p95 staleness (video s)"), ("mean_miou_gain", "mean mIoU gain (points)"),
