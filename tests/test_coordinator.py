@@ -10,7 +10,7 @@ from actors.coordinator import Coordinator
 
 @ray.remote(num_cpus=0)
 class Trainer:
-    """Stands in for a StreamTrainer process: registers, then asks for turns."""
+    """Stands in for a TrainerHost process: registers, then asks for turns."""
 
     def __init__(self, coordinator, stream_id: str, incarnation: str) -> None:
         self.coordinator, self.stream_id, self.incarnation = coordinator, stream_id, incarnation
