@@ -143,15 +143,10 @@ def _launch(config: FleetConfig, launched: Launched, say: SetupCallback) -> None
 def _prepare_edges(launched: Launched, bundle_ref, timeout_s: float) -> None:
     """Each edge loads the model and readies its own video on its own node; a bad video
     fails its stream alone."""
-    refs = {edge.prepare.remote(bundle_ref): sid for sid, edge in launched.edges.items()}
-    ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
-    for ref in ready:
-        try:
-            ray.get(ref)
-        except RayError as exc:
-            launched.failed[refs[ref]] = _reason(exc)
-    for ref in pending:
-        launched.failed[refs[ref]] = f"video not ready within {timeout_s:g} s"
+    _, errors, late = _settle({edge.prepare.remote(bundle_ref): sid for sid, edge in launched.edges.items()},
+                              timeout_s)
+    launched.failed.update(errors)
+    launched.failed.update({sid: f"video not ready within {timeout_s:g} s" for sid in late})
     for sid in launched.failed:
         log.error("stream %s failed before it started: %s", sid, launched.failed[sid])
 
@@ -185,15 +180,8 @@ def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
 
 
 def _frames_done(launched: Launched, pending: list, runs: dict, reports: list[dict]) -> int:
-    refs = [launched.edges[runs[ref]].progress.remote() for ref in pending]
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=5.0)
-    done = sum(r["frames"] for r in reports)
-    for ref in ready:
-        try:
-            done += ray.get(ref)
-        except RayError:
-            pass  # a dead edge has no progress; its run reports why
-    return done
+    progress, _, _ = _settle({launched.edges[runs[ref]].progress.remote(): runs[ref] for ref in pending}, 5.0)
+    return sum(r["frames"] for r in reports) + sum(progress.values())  # a dead edge's run reports why
 
 
 def _collect_edge(ref, stream_id: str, reports: list[dict], failed: dict[str, str]) -> None:
@@ -207,33 +195,34 @@ def _collect_edge(ref, stream_id: str, reports: list[dict], failed: dict[str, st
 
 def _collect_hosts(launched: Launched, timeout_s: float) -> list[dict]:
     """Every host's report; the streams of a host that cannot report are failed with why."""
-    refs = {host.stats.remote(): host_id for host_id, host in launched.hosts.items()}
-    ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
-    streams_of = {h.host_id: h.stream_ids for h in launched.plan.hosts}
-    stats = []
-    for ref in ready:
-        try:
-            stats.append(ray.get(ref))
-        except RayError as exc:
-            for sid in streams_of[refs[ref]]:
-                launched.failed.setdefault(sid, f"trainer host {refs[ref]} lost: {_reason(exc)}")
-    for ref in pending:
-        for sid in streams_of[refs[ref]]:
-            launched.failed.setdefault(sid, f"trainer host {refs[ref]} did not report within {timeout_s:g} s")
-    return stats
+    stats, errors, late = _settle({host.stats.remote(): host_id for host_id, host in launched.hosts.items()},
+                                  timeout_s)
+    errors.update({host_id: f"did not report within {timeout_s:g} s" for host_id in late})
+    for host in (h for h in launched.plan.hosts if h.host_id in errors):
+        for sid in host.stream_ids:
+            launched.failed.setdefault(sid, f"trainer host {host.host_id}: {errors[host.host_id]}")
+    return list(stats.values())
 
 
 def _collect_memory(launched: Launched, timeout_s: float) -> list[dict]:
     """Each node's memory samples; a node whose probe is gone is left out (and said)."""
-    refs = [probe.report.remote() for probe in launched.memory_probes]
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-    reports = []
+    reports, errors, late = _settle({p.report.remote(): k for k, p in enumerate(launched.memory_probes)}, timeout_s)
+    if errors or late:
+        log.error("%d node memory probes did not report: %s", len(errors) + len(late), list(errors.values()))
+    return list(reports.values())
+
+
+def _settle(calls: dict, timeout_s: float) -> tuple[dict, dict[object, str], list]:
+    """Wait, at most `timeout_s`, for remote calls keyed by whom they ask: (values by key,
+    error reasons by key, keys still pending)."""
+    ready, pending = ray.wait(list(calls), num_returns=len(calls), timeout=timeout_s)
+    values, errors = {}, {}
     for ref in ready:
         try:
-            reports.append(ray.get(ref))
+            values[calls[ref]] = ray.get(ref)
         except RayError as exc:
-            log.error("a node's memory probe did not report: %s", _reason(exc))
-    return reports
+            errors[calls[ref]] = _reason(exc)
+    return values, errors, [calls[ref] for ref in pending]
 
 
 def _teardown(launched: Launched) -> None:
