@@ -48,6 +48,7 @@ class HostedStream:
         self.labelled_wall: list[float] = []
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
+        self.unacknowledged: StreamState | None = None  # the state behind the newest packet sent
         self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
         self.resumed_from = self._resume()
 
@@ -120,6 +121,8 @@ class HostedStream:
         """A round trained for this stream (`seconds`, `cpu_seconds`: its share of the training
         thread's wall and CPU time)."""
         self.session.trained(now_s, result)
+        if result.packet is not None:
+            self.unacknowledged = self.session.snapshot(self.settings.checkpoint_window_s)
         self.train_seconds += seconds
         self.train_cpu_seconds += cpu_seconds
         self.metrics.training.observe(seconds)
@@ -129,17 +132,21 @@ class HostedStream:
         return result
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_due(self, packet: int, version: int) -> bool:
-        """The device applied `packet`: checkpoint once per packet, so a restart resumes with
-        exactly the model the device holds."""
-        return (bool(packet) and packet == self.distiller.sequence and version == self.distiller.version
-                and packet > self.checkpoint["sequence"])
+    def acknowledged(self, packet: int, version: int) -> StreamState | None:
+        """The device applied `packet`: the state that produced it, to write once.
 
-    def snapshot(self) -> tuple[int, StreamState]:
-        """Taken under the stream's lock; encoding and writing may happen off the event loop."""
-        return self.distiller.sequence, self.session.snapshot(self.settings.checkpoint_window_s)
+        The state is taken when the packet is made (`booked`), not when the acknowledgement
+        arrives: by then the next round may already have trained, and a state read then
+        would not be the model the device holds. So an acknowledgement never waits behind a
+        round, and a late one still checkpoints the right model."""
+        state = self.unacknowledged
+        if state is None or (state.packet_sequence, state.version) != (packet, version) \
+                or packet <= self.checkpoint["sequence"]:
+            return None
+        self.unacknowledged = None
+        return state
 
-    def write_checkpoint(self, sequence: int, state: StreamState) -> None:
+    def write_checkpoint(self, state: StreamState) -> None:
         began = time.perf_counter()
         try:
             data = state.to_bytes()
@@ -150,8 +157,8 @@ class HostedStream:
                 log.error("stream %s: %s; the stream goes on without checkpoints", self.stream_id, exc)
                 self.checkpoint["error"] = str(exc)
             return
-        self.checkpoint.update(written=self.checkpoint["written"] + 1, bytes=len(data), sequence=sequence,
-                               seconds=self.checkpoint["seconds"] + time.perf_counter() - began)
+        self.checkpoint.update(written=self.checkpoint["written"] + 1, bytes=len(data),
+                               sequence=state.packet_sequence, seconds=self.checkpoint["seconds"] + time.perf_counter() - began)
 
     def stats(self) -> dict:
         s = self.session.stats

@@ -123,9 +123,7 @@ class TrainerHost:
 
     async def acknowledge(self, stream_id: str, packet: int, version: int) -> None:
         """The device applied `packet`: checkpoint its stream (once per packet)."""
-        stream = self._stream(stream_id)
-        async with stream.order:
-            await self._checkpoint_if_due(stream, packet, version)
+        await self._checkpoint_if_due(self._stream(stream_id), packet, version)
 
     def _stream(self, stream_id: str):
         if stream_id not in self.streams:
@@ -134,10 +132,9 @@ class TrainerHost:
         return self.streams[stream_id]
 
     async def _checkpoint_if_due(self, stream, packet: int, version: int) -> None:
-        if stream.checkpoint_due(packet, version):
-            sequence, state = stream.snapshot()
-            await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread, stream.write_checkpoint,
-                                                             sequence, state)
+        state = stream.acknowledged(packet, version)
+        if state is not None:
+            await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread, stream.write_checkpoint, state)
 
     # ------------------------------------------------------------------ rounds
     async def _queue_round(self, stream, now_s: float):
