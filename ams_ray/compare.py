@@ -81,27 +81,49 @@ def results_document(source: VideoSource, results: list[StreamResult], config: A
 
 
 def format_table(results: list[StreamResult]) -> str:
-    header = f"{'strategy':<18} {'mIoU':>6} {'up Kbps':>8} {'down Kbps':>9} {'updates':>7} {'B/update':>9}"
+    header = (f"{'strategy':<18} {'mIoU':>6} {'up Kbps':>8} {'down Kbps':>9} {'sent':>5} {'applied':>7} "
+              f"{'B/update':>9}")
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(f"{r.strategy:<18} {r.miou:6.2f} {r.uplink_kbps:8.1f} {r.downlink_kbps:9.1f} "
-                     f"{r.updates_applied:7d} {r.mean_packet_bytes:9.0f}")
+                     f"{r.updates_sent:5d} {r.updates_applied:7d} {r.mean_packet_bytes:9.0f}")
+    unapplied = [r.strategy for r in results if r.updates_applied < r.updates_sent]
+    if unapplied:
+        lines.append(f"sent > applied: {', '.join(unapplied)} made updates that reached the device only after "
+                     "the video ended (training time plus transfer at --link-kbps)")
     return "\n".join(lines)
 
 
-def plot_miou(results: list[StreamResult], path: Path, title: str, window_s: float = 10.0) -> None:
+# Baselines drawn on top in complementary dashes: where two of them coincide (one_time equals
+# pretrained until its update lands), both stay visible instead of one hiding the other.
+BASELINE_STYLES = {
+    "pretrained": {"color": "black", "linestyle": (0, (4, 4))},
+    "one_time": {"color": "tab:gray", "linestyle": (4, (4, 4))},
+}
+
+
+def miou_figure(results: list[StreamResult], title: str, window_s: float = 10.0) -> plt.Figure:
+    """mIoU over time per strategy; the legend sits outside the axes so it hides no curve."""
     from ams_ray.metrics import MiouTrace
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(12, 4.5))
     for r in results:
         t, v = MiouTrace(r.times_s, r.miou_trace).windowed(window_s)
-        ax.plot(t, v, label=f"{r.strategy} ({r.miou:.1f})", linewidth=1.2)
+        style = BASELINE_STYLES.get(r.strategy, {})
+        ax.plot(t, v, label=f"{r.strategy} ({r.miou:.1f})", linewidth=1.6 if style else 1.2,
+                zorder=3 if style else 2, **style)
     ax.set_xlabel("video time (s)")
     ax.set_ylabel(f"mIoU (%), {window_s:g} s moving average")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, ncol=2)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="strategy (mean mIoU)",
+              title_fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_miou(results: list[StreamResult], path: Path, title: str) -> None:
+    fig = miou_figure(results, title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

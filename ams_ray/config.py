@@ -44,17 +44,26 @@ class TrainingConfig(_Strict):
     recent_fraction: float = Field(
         0.0, ge=0, le=1, description="share of each batch drawn from the newest send period (0 = uniform)"
     )
+    one_time_window_s: float = Field(
+        60.0, gt=0, description="the one_time baseline trains once on this many first seconds, then stops"
+    )
 
 
 class SamplingConfig(_Strict):
-    """ASR keeps the change between consecutive samples near a target; ATR hibernates."""
+    """ASR sets the sampling rate from phi (see `sampling.py` for both rules); ATR hibernates."""
 
+    rule: Literal["paper", "proportional"] = Field(
+        "proportional", description="ASR rule: the AMS paper's tanh step, or a proportional controller"
+    )
     initial_rate_fps: float = Field(1.0, gt=0)
     min_rate_fps: float = Field(0.1, gt=0)
     max_rate_fps: float = Field(2.0, gt=0)
     target_change: float = Field(
-        0.25, gt=0, lt=1, description="desired 1 - phi between consecutive sampled frames"
+        0.25, gt=0, lt=1, description="proportional rule: desired 1 - phi between consecutive sampled frames"
     )
+    phi_target: float = Field(0.6, gt=0, lt=1, description="paper rule: phi above which the rate falls")
+    rate_step_fps: float = Field(0.2, gt=0, description="paper rule: the largest change per update")
+    rate_gain: float = Field(20.0, gt=0, description="paper rule: how sharply the step saturates around phi_target")
     static_phi: float = Field(0.82, gt=0, le=1, description="phi above which ATR calls a scene static")
     max_period_factor: int = Field(4, ge=1, description="ATR stretches the training period up to this")
 

@@ -1,7 +1,8 @@
 """A directory of per-frame label maps: what `extract-labels` writes and the cached teacher reads.
 
-Layout: ``DIR/meta.json`` ({"num_classes", "class_names", "frames"}) and one 8-bit PNG per
-frame, ``DIR/000123.png``, holding class ids. PNG because any tool can open it and it
+Layout: ``DIR/meta.json`` ({"num_classes", "class_names", "frames"}, plus what made the
+labels where known: "label_size" [H, W], "video_size", "video", "teacher") and one 8-bit PNG
+per frame, ``DIR/000123.png``, holding class ids. PNG because any tool can open it and it
 compresses label maps ~50x; per frame so a stream can read just the frames it samples.
 """
 
@@ -17,6 +18,15 @@ from PIL import Image
 META = "meta.json"
 
 
+def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize: class ids must never be blended into ids that do not exist."""
+    if labels.shape == (height, width):
+        return labels
+    rows = (np.arange(height) * labels.shape[0] / height).astype(np.int64)
+    cols = (np.arange(width) * labels.shape[1] / width).astype(np.int64)
+    return labels[rows][:, cols]
+
+
 class LabelStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -30,10 +40,13 @@ class LabelStore:
         self.num_classes: int = int(meta["num_classes"])
         self.class_names: list[str] = list(meta.get("class_names", []))
         self.num_frames: int = int(meta["frames"])
+        self.label_size: tuple[int, int] | None = tuple(meta["label_size"]) if "label_size" in meta else None
 
     @staticmethod
-    def create(root: str | Path, num_classes: int, class_names: Sequence[str] = ()) -> "LabelWriter":
-        return LabelWriter(Path(root), num_classes, list(class_names))
+    def create(root: str | Path, num_classes: int, class_names: Sequence[str] = (),
+               provenance: dict | None = None) -> "LabelWriter":
+        """`provenance`: extra meta.json fields saying how the labels were made."""
+        return LabelWriter(Path(root), num_classes, list(class_names), provenance or {})
 
     def path(self, index: int) -> Path:
         return self.root / f"{index:06d}.png"
@@ -51,9 +64,9 @@ class LabelStore:
 
 
 class LabelWriter:
-    def __init__(self, root: Path, num_classes: int, class_names: list[str]) -> None:
+    def __init__(self, root: Path, num_classes: int, class_names: list[str], provenance: dict) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        self.root, self.num_classes, self.class_names = root, num_classes, class_names
+        self.root, self.num_classes, self.class_names, self.provenance = root, num_classes, class_names, provenance
         self.count = 0
 
     def write(self, labels: np.ndarray) -> None:
@@ -64,6 +77,7 @@ class LabelWriter:
 
     def close(self) -> LabelStore:
         """Write meta.json last, so a half-written directory is never mistaken for a whole one."""
-        meta = {"num_classes": self.num_classes, "class_names": self.class_names, "frames": self.count}
+        meta = {"num_classes": self.num_classes, "class_names": self.class_names, "frames": self.count,
+                **self.provenance}
         (self.root / META).write_text(json.dumps(meta))
         return LabelStore(self.root)

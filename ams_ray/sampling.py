@@ -3,11 +3,20 @@
 Both read phi, the mean mIoU between the teacher labels of consecutive sampled frames: near
 1 when the scene barely changes between samples, lower when it moves.
 
-ASR keeps the change between consecutive samples near a target: if samples differ by more
-than `target_change` (1 - phi), the scene moves faster than we sample it and the rate rises
-in proportion, and vice versa. Because phi itself rises with the rate, this is a feedback
-loop that settles where each new sample carries about the same amount of news. The change
-per update is bounded (x0.5 .. x2) so one noisy chunk cannot swing it.
+ASR has two rules (`SamplingConfig.rule`):
+
+- `paper`, the AMS paper's: `rate <- clip(rate - 0.2 * tanh(20 * (phi - 0.6)), min, max)`.
+  Above phi 0.6 the rate falls, below it rises, by at most 0.2 frames/s per update: an
+  additive step that saturates, so the rate walks to its bounds on any scene whose phi stays
+  on one side of 0.6.
+- `proportional`: keeps the change between consecutive samples (1 - phi) near
+  `target_change`. If samples differ by more, the scene moves faster than we sample it and
+  the rate rises in proportion, and vice versa; because phi rises with the rate, this
+  settles where each sample carries about the same news. The factor per update is bounded
+  (x0.5 .. x2) so one noisy chunk cannot swing it.
+
+Both are clipped to `min_rate_fps .. max_rate_fps` (0.1 .. 2 by default; the paper clips at
+1). Which is the default, and why, is in `SamplingConfig.rule`.
 
 ATR hibernates on static scenes: while phi stays above `static_phi` the training period
 doubles (up to `max_period_factor` times the base period); as soon as phi drops below it,
@@ -40,10 +49,15 @@ class AdaptiveSamplingRate:
 
     def update(self, phi: float | None) -> float:
         if self.enabled and phi is not None:
-            change = max(1.0 - phi, 1e-3)
-            factor = float(np.clip(change / self.config.target_change, 0.5, 2.0))
-            self.rate_fps = float(np.clip(self.rate_fps * factor, self.config.min_rate_fps, self.config.max_rate_fps))
+            self.rate_fps = float(np.clip(self._next_rate(phi), self.config.min_rate_fps, self.config.max_rate_fps))
         return self.rate_fps
+
+    def _next_rate(self, phi: float) -> float:
+        config = self.config
+        if config.rule == "paper":
+            return self.rate_fps - config.rate_step_fps * float(np.tanh(config.rate_gain * (phi - config.phi_target)))
+        change = max(1.0 - phi, 1e-3)
+        return self.rate_fps * float(np.clip(change / config.target_change, 0.5, 2.0))
 
 
 class AdaptiveTrainingPeriod:

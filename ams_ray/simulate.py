@@ -34,14 +34,14 @@ class StrategySpec:
     strategy: Strategy = Strategy()
     asr: bool = False
     atr: bool = False
-    one_time_s: float | None = None  # train once on the first N seconds, then stop
+    one_time: bool = False  # train once on the first `training.one_time_window_s`, then stop
 
 
 STRATEGIES: dict[str, StrategySpec] = {
     s.name: s
     for s in [
         StrategySpec("pretrained", train=False),
-        StrategySpec("one_time", strategy=Strategy("full"), one_time_s=60.0),
+        StrategySpec("one_time", strategy=Strategy("full"), one_time=True),
         StrategySpec("ams_full", strategy=Strategy("full")),
         StrategySpec("ams_gg10", strategy=Strategy("gradient_guided", 0.10)),
         StrategySpec("ams_gg5", strategy=Strategy("gradient_guided", 0.05)),
@@ -64,8 +64,9 @@ class StreamResult:
     downlink_kbps: float
     duration_s: float
     wall_s: float
+    updates_sent: int  # packets the server made; one still in flight when the video ends is never applied
     updates_applied: int
-    mean_packet_bytes: float
+    mean_packet_bytes: float  # over the packets sent
     mean_shadow_packet_bytes: float  # the same updates in the other packet encoding
     skipped_rounds: list[str] = field(default_factory=list)
     rejected_packets: list[str] = field(default_factory=list)
@@ -75,7 +76,8 @@ class StreamResult:
     period_history: list[tuple[float, float]] = field(default_factory=list)
 
     def row(self) -> dict:
-        keys = ("strategy", "miou", "uplink_kbps", "downlink_kbps", "updates_applied", "mean_packet_bytes",
+        keys = ("strategy", "miou", "uplink_kbps", "downlink_kbps", "updates_sent", "updates_applied",
+                "mean_packet_bytes",
                 "mean_shadow_packet_bytes")
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items() if k in keys}
 
@@ -118,13 +120,13 @@ def simulate_stream(
         chunk = edge.observe(index, now, frame)
         if chunk is not None:
             edge.set_sampling_rate(session.receive(chunk))
-        if training_active and _training_due(spec, session, now):
-            result = session.train(now) if spec.one_time_s is None else _train_once(session, config, now)
+        if training_active and _training_due(spec, session, config, now):
+            result = _train_once(session, config, now) if spec.one_time else session.train(now)
             if result.packet is not None:
                 ready = now + result.duration_s + len(result.packet) / link_bytes_per_s
                 in_flight.append((ready, result.packet))
                 packet_sizes.append(len(result.packet))
-            if spec.one_time_s is not None:
+            if spec.one_time:
                 edge.uploading = training_active = False
         if index % config.eval_every == 0:
             edge.evaluate(now, frame, checked_labels(teacher, frame[None], [index])[0])
@@ -140,6 +142,7 @@ def simulate_stream(
         downlink_kbps=edge.bandwidth.downlink_kbps(duration),
         duration_s=duration,
         wall_s=time.perf_counter() - began,
+        updates_sent=len(packet_sizes),
         updates_applied=edge.updates_applied,
         mean_packet_bytes=float(np.mean(packet_sizes)) if packet_sizes else 0.0,
         mean_shadow_packet_bytes=float(np.mean(distiller.shadow_sizes)) if distiller.shadow_sizes else 0.0,
@@ -152,9 +155,9 @@ def simulate_stream(
     )
 
 
-def _training_due(spec: StrategySpec, session: StreamSession, now: float) -> bool:
-    if spec.one_time_s is not None:
-        return now >= spec.one_time_s
+def _training_due(spec: StrategySpec, session: StreamSession, config: AmsConfig, now: float) -> bool:
+    if spec.one_time:
+        return now >= config.training.one_time_window_s
     return session.due(now)
 
 

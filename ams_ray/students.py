@@ -120,27 +120,50 @@ STUDENTS: dict[str, Callable[[int], StudentNet]] = {
 }
 
 
-def build_student(spec: str, num_classes: int) -> StudentNet:
-    """Build a student from `NAME` or `NAME:WEIGHTS_PATH`.
+SCRATCH = "scratch"
+EMBEDDED_TINY_CLASSES = 7  # the synthetic street classes the embedded weights were trained on
 
-    Plain `tiny` loads the embedded pretrained weights; the torchvision students start from
-    random weights unless a path is given, since no weights can be fetched at run time.
+
+def build_student(spec: str, num_classes: int) -> StudentNet:
+    """Build a student from `NAME`, `NAME:WEIGHTS_PATH` or `NAME:scratch`.
+
+    Plain `tiny` loads the embedded pretrained weights, which exist only for the 7 synthetic
+    classes. A student with random weights must be asked for (`:scratch`): starting AMS from
+    an untrained student by accident would look like a failure of AMS. The torchvision
+    students have no embedded weights, since none can be fetched at run time, so they need
+    a path or `:scratch` too.
     """
     name, _, weights = spec.partition(":")
     if name not in STUDENTS:
-        raise ValueError(f"unknown student {name!r}; choose one of {', '.join(STUDENTS)} (optionally NAME:WEIGHTS.pt)")
+        raise ValueError(f"unknown student {name!r}; choose one of {', '.join(STUDENTS)} "
+                         "(as NAME:WEIGHTS.pth, NAME:scratch, or plain tiny)")
     model = STUDENTS[name](num_classes)
-    if not weights and name == "tiny":
-        if not EMBEDDED_TINY_WEIGHTS.is_file():
-            raise FileNotFoundError(
-                f"embedded tiny student weights missing ({EMBEDDED_TINY_WEIGHTS}); "
-                "recreate them with `.venv/bin/python scripts/pretrain_tiny_student.py`"
-            )
-        weights = str(EMBEDDED_TINY_WEIGHTS)
-    if weights:
+    if not weights:
+        weights = _default_weights(name, num_classes)
+    if weights != SCRATCH:
         state = load_state_dict_file(weights)
         load_matching(model, state, source=weights)
     return model.eval()
+
+
+def _default_weights(name: str, num_classes: int) -> str:
+    if name != "tiny":
+        raise ValueError(
+            f"student {name} has no embedded weights: pass {name}:WEIGHTS.pth (e.g. from `python -m ams_ray "
+            f"pretrain-student`) or {name}:scratch for random weights"
+        )
+    if num_classes != EMBEDDED_TINY_CLASSES:
+        raise ValueError(
+            f"the embedded tiny student knows the {EMBEDDED_TINY_CLASSES} synthetic classes, but the teacher has "
+            f"{num_classes} classes (the student's num_classes must match): pretrain one with `python -m ams_ray "
+            f"pretrain-student --classes {num_classes} ...` and pass tiny:student.pth, or use tiny:scratch"
+        )
+    if not EMBEDDED_TINY_WEIGHTS.is_file():
+        raise FileNotFoundError(
+            f"embedded tiny student weights missing ({EMBEDDED_TINY_WEIGHTS}); "
+            "recreate them with `.venv/bin/python scripts/pretrain_tiny_student.py`"
+        )
+    return str(EMBEDDED_TINY_WEIGHTS)
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -5,8 +5,8 @@ Specs accepted by `build_teacher`:
   ``labels:DIR``                   a label directory (see `label_store`), e.g. from extract-labels
   ``torchvision:NAME[:WEIGHTS]``   deeplabv3_resnet50/101; WEIGHTS is a local file or ``cache``
                                    (torchvision's cache, never downloaded at run time)
-  ``MODULE:FACTORY``               your own: FACTORY() returns a callable frames -> labels with a
-                                   ``num_classes`` attribute
+  ``MODULE:FACTORY``               your own plugin: FACTORY() returns an object that follows the
+                                   `Teacher` protocol below (see README, "Your own video and teacher")
 Each request names its video by a *source key* (`VideoSource.label_key`: a synthetic video's
 key, never a path) and a frame index, which let the oracle and label directories look labels
 up; models label the pixels and ignore both.
@@ -15,29 +15,33 @@ up; models label the pixels and ignore both.
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Protocol, Sequence
+import inspect
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from ams_ray.datasets import SyntheticSpec
-from ams_ray.label_store import LabelStore
+from ams_ray.label_store import LabelStore, resize_labels
 from ams_ray.synthetic import NUM_CLASSES
 
 TORCHVISION_TEACHERS = ("deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large")
 
 
 class Teacher(Protocol):
+    """The one protocol every teacher follows, built-in or plugin.
+
+    `label` gets a batch of RGB frames (uint8, shape (N, H, W, 3)) and, for each, its frame
+    index in its video (cached teachers look labels up by it; models ignore it), and returns
+    one class-id map per frame (shape (N, H, W), ids in 0..num_classes-1).
+    """
+
     num_classes: int
 
     def label(self, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray: ...
 
 
-def _resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
-    if labels.shape == (height, width):
-        return labels
-    rows = (np.arange(height) * labels.shape[0] / height).astype(np.int64)
-    cols = (np.arange(width) * labels.shape[1] / width).astype(np.int64)
-    return labels[rows][:, cols]
+class TeacherPluginError(ValueError):
+    """A `MODULE:FACTORY` teacher that cannot be loaded or misbehaved; the message names it."""
 
 
 class CachedLabelTeacher:
@@ -49,7 +53,7 @@ class CachedLabelTeacher:
 
     def label(self, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
         h, w = frames.shape[1:3]
-        return np.stack([_resize_labels(self.store.read(int(i)), h, w) for i in frame_indices])
+        return np.stack([resize_labels(self.store.read(int(i)), h, w) for i in frame_indices])
 
 
 class SyntheticOracle:
@@ -61,7 +65,7 @@ class SyntheticOracle:
 
     def label(self, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
         h, w = frames.shape[1:3]
-        return np.stack([_resize_labels(self.video.labels(int(i)), h, w) for i in frame_indices])
+        return np.stack([resize_labels(self.video.labels(int(i)), h, w) for i in frame_indices])
 
 
 class TorchvisionTeacher:
@@ -102,30 +106,69 @@ class TorchvisionTeacher:
             return out.argmax(1).to(torch.uint8).cpu().numpy()
 
 
-class CallableTeacher:
-    """Adapts a user object (callable on frames) to the Teacher interface."""
+class PluginTeacher:
+    """A user's `MODULE:FACTORY` teacher, with every failure turned into a message naming it.
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], num_classes: int, source: str) -> None:
-        self.fn, self.num_classes, self.source = fn, num_classes, source
+    Plugins run user code on every batch; a raw traceback from deep inside the server would
+    not say whose code failed or what the protocol expects.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.plugin = _load_plugin(spec)
+        self.num_classes: int = self.plugin.num_classes
 
     def label(self, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
-        return np.asarray(self.fn(frames))
+        try:
+            labels = self.plugin.label(frames, list(frame_indices))
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is reported as the plugin's
+            raise TeacherPluginError(
+                f"teacher plugin {self.spec} failed on a batch of {len(frames)} frames: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return np.asarray(labels)
 
 
-def _import_factory(spec: str) -> CallableTeacher:
+def _load_plugin(spec: str) -> Teacher:
     module_name, _, attr = spec.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(
-            f"unknown teacher {spec!r}: {exc}. Use oracle, labels:DIR, torchvision:NAME:WEIGHTS or MODULE:FACTORY"
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TeacherPluginError(
+            f"teacher plugin {spec}: cannot import module {module_name!r} ({exc}); it must be importable, "
+            f"e.g. {module_name.replace('.', '/')}.py in the current directory or a folder on PYTHONPATH"
         ) from exc
-    obj = factory()
-    fn = obj.label if hasattr(obj, "label") else obj
-    num_classes = getattr(obj, "num_classes", None)
-    if not callable(fn) or not isinstance(num_classes, int):
-        raise ValueError(f"teacher factory {spec} must return a callable with an int `num_classes` attribute")
-    return CallableTeacher(fn, num_classes, spec)
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise TeacherPluginError(f"teacher plugin {spec}: module {module_name!r} has no function {attr!r}")
+    try:
+        plugin = factory()
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise TeacherPluginError(f"teacher plugin {spec}: {attr}() raised {type(exc).__name__}: {exc}") from exc
+    _check_protocol(spec, plugin)
+    return plugin
+
+
+def _check_protocol(spec: str, plugin: object) -> None:
+    """Refuse a plugin whose shape cannot work before it labels anything."""
+    expected = "an object with `num_classes: int` and `label(frames, frame_indices)`"
+    num_classes = getattr(plugin, "num_classes", None)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or not 2 <= num_classes <= 256:
+        raise TeacherPluginError(
+            f"teacher plugin {spec}: `num_classes` is {num_classes!r}; the factory must return {expected} "
+            "with 2 to 256 classes"
+        )
+    label = getattr(plugin, "label", None)
+    if not callable(label):
+        raise TeacherPluginError(f"teacher plugin {spec}: no `label` method; the factory must return {expected}")
+    try:
+        inspect.signature(label).bind(np.zeros((1, 1, 1, 3), np.uint8), [0])
+    except TypeError as exc:
+        raise TeacherPluginError(
+            f"teacher plugin {spec}: `label` cannot be called as label(frames, frame_indices) ({exc})"
+        ) from exc
+    except ValueError:  # no signature to inspect (a builtin): trust it
+        pass
 
 
 def build_teacher(spec: str, source_key: str | None = None, device: str = "cpu") -> Teacher:
@@ -145,19 +188,20 @@ def build_teacher(spec: str, source_key: str | None = None, device: str = "cpu")
         name, _, weights = rest.partition(":")
         return TorchvisionTeacher(name, weights or None, device)
     if ":" in spec:
-        return _import_factory(spec)
+        return PluginTeacher(spec)
     raise ValueError(f"unknown teacher {spec!r}; use oracle, labels:DIR, torchvision:NAME:WEIGHTS or MODULE:FACTORY")
 
 
 def checked_labels(teacher: Teacher, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
     """Call a teacher and refuse output that would silently corrupt training."""
-    labels = teacher.label(frames, frame_indices)
+    labels = np.asarray(teacher.label(frames, frame_indices))
+    name = f"teacher plugin {teacher.spec}" if isinstance(teacher, PluginTeacher) else "teacher"
     expected = frames.shape[:3]
     if labels.shape != expected:
-        raise ValueError(f"teacher returned labels shaped {labels.shape}, expected {expected} (one map per frame)")
+        raise ValueError(f"{name} returned labels shaped {labels.shape}, expected {expected} (one map per frame)")
     if labels.size and (labels.min() < 0 or labels.max() >= teacher.num_classes):
         raise ValueError(
-            f"teacher returned label id {int(labels.max())} outside 0..{teacher.num_classes - 1}; "
+            f"{name} returned label id {int(labels.max())} outside 0..{teacher.num_classes - 1}; "
             "its class set does not match its num_classes"
         )
     return labels.astype(np.uint8)

@@ -25,9 +25,10 @@ class VideoReader:
     The video is a file on this machine, or its bytes (`data`, named `path` in messages):
     bytes are how a camera file reaches a process on another node."""
 
-    def __init__(self, path: str | Path, height: int, width: int, data: bytes | None = None) -> None:
+    def __init__(self, path: str | Path, height: int | None = None, width: int | None = None,
+                 data: bytes | None = None) -> None:
+        """Frames come out at height x width, or at the video's own size when both are None."""
         self.path = Path(path)
-        self.height, self.width = height, width
         self.data = data
         if data is None and not self.path.is_file():
             raise VideoError(f"video file not found: {self.path}; pass an existing file or --video synthetic")
@@ -39,6 +40,8 @@ class VideoReader:
                 rate = stream.average_rate or stream.guessed_rate
                 self.fps = float(rate) if rate else 30.0
                 self.num_frames_hint = stream.frames or None
+                self.native_size: tuple[int, int] = (stream.codec_context.height, stream.codec_context.width)
+                self.height, self.width = (height, width) if height and width else self.native_size
         except av.error.FFmpegError as exc:
             raise VideoError(
                 f"cannot open {self.path} as a video ({exc}); the file is corrupt, truncated or not a "
@@ -72,6 +75,20 @@ class VideoReader:
             if max_frames is not None and len(frames) >= max_frames:
                 break
         return np.stack(frames)
+
+
+def fit_within(size: tuple[int, int], bound: tuple[int, int]) -> tuple[int, int]:
+    """The largest (height, width) inside `bound` with the aspect ratio of `size`."""
+    scale = min(bound[0] / size[0], bound[1] / size[1])
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W)."""
+    height, sep, width = text.lower().partition("x")
+    if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
+        raise ValueError(f"a size is HEIGHTxWIDTH in pixels, e.g. 512x1024; got {text!r}")
+    return int(height), int(width)
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 18) -> int:

@@ -2,7 +2,7 @@
 
     python benchmarks/trainer_fusion.py                          # K = 1 4 16 64 on CUDA if present, else CPU
     python benchmarks/trainer_fusion.py --streams 1 4 16 --device cpu --repeats 2
-    python benchmarks/trainer_fusion.py --student lraspp_mobilenet_v3_large --height 256 --width 512
+    python benchmarks/trainer_fusion.py --student lraspp_mobilenet_v3_large:scratch --height 256 --width 512
 
 For each K, builds K students (each with its own seed and its own window of labelled
 synthetic frames) and times one training round per stream, sequentially

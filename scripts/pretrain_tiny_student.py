@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
 
-from ams_ray.metrics import batch_miou
+from ams_ray.pretraining import LabelledFrames, PretrainSettings, evaluate, pretrain, progress_bar
 from ams_ray.students import EMBEDDED_TINY_WEIGHTS, TinyStudent
 from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
 from ams_ray.video import decode_chunk, encode_chunk
@@ -44,16 +43,6 @@ def generic_frames(seed_base: int, videos: int, per_video: int, desc: str) -> tu
     return np.concatenate(frames), np.concatenate(labels)
 
 
-def evaluate(model: TinyStudent, frames: np.ndarray, labels: np.ndarray) -> float:
-    model.eval()
-    scores = []
-    with torch.no_grad():
-        for i in range(0, len(frames), 32):
-            pred = model(torch.from_numpy(frames[i : i + 32])).argmax(1).numpy()
-            scores += batch_miou(labels[i : i + 32], pred, NUM_CLASSES)
-    return float(np.mean(scores))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=1000)
@@ -69,30 +58,16 @@ def main() -> None:
     if args.evaluate_only:
         model = TinyStudent(NUM_CLASSES)
         model.load_state_dict(torch.load(args.out, weights_only=True))
-        print(json.dumps({"heldout_miou": round(evaluate(model, *heldout), 2), "frames": len(heldout[0])}))
+        score = evaluate(model, LabelledFrames(*heldout), NUM_CLASSES)
+        print(json.dumps({"heldout_miou": round(score, 2), "frames": len(heldout[0])}))
         return
 
     frames, labels = generic_frames(TRAIN_SEED_BASE, args.videos, args.per_video, "training scenes")
     model = TinyStudent(NUM_CLASSES)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iterations)
-    rng = np.random.default_rng(0)
+    settings = PretrainSettings(args.iterations, args.batch_size, args.lr, augment=False)
     start = time.perf_counter()
-    progress = tqdm(range(args.iterations), desc="pretraining", unit="step")
-    for step in progress:
-        model.train()
-        idx = rng.choice(len(frames), size=args.batch_size, replace=False)
-        x, y = torch.from_numpy(frames[idx]), torch.from_numpy(labels[idx]).long()
-        if rng.random() < 0.5:
-            x, y = x.flip(2), y.flip(2)
-        loss = F.cross_entropy(model(x), y)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        if step % 50 == 0:
-            progress.set_postfix(loss=f"{loss.item():.3f}")
-    score = evaluate(model, *heldout)
+    pretrain(model, LabelledFrames(frames, labels), settings, progress_bar(args.iterations))
+    score = evaluate(model, LabelledFrames(*heldout), NUM_CLASSES)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
     print(json.dumps({"heldout_miou": round(score, 2), "train_s": round(time.perf_counter() - start, 1),

@@ -45,3 +45,20 @@ def slow_colour() -> ColourTeacher:
 
 def broken() -> BrokenTeacher:
     return BrokenTeacher()
+
+
+class FramesOnlyTeacher:
+    """Written against an old protocol: `label` takes the frames alone."""
+
+    num_classes = 2
+
+    def label(self, frames: np.ndarray) -> np.ndarray:
+        return np.zeros(frames.shape[:3], np.uint8)
+
+
+def frames_only() -> FramesOnlyTeacher:
+    return FramesOnlyTeacher()
+
+
+def failing_factory() -> ColourTeacher:
+    raise OSError("model file people.pth not found")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from ams_ray.config import SamplingConfig
 from ams_ray.sampling import AdaptiveSamplingRate, AdaptiveTrainingPeriod, phi_score
@@ -50,3 +51,27 @@ def test_training_period_hibernates_on_static_scenes_and_wakes_on_change():
     inert = AdaptiveTrainingPeriod(10.0, config, enabled=False)
     inert.observe(static_phi, 10)
     assert inert.period_s == 10.0
+
+
+def test_paper_rule_steps_by_tanh_around_its_phi_target():
+    config = SamplingConfig(rule="paper", max_rate_fps=1.0)
+    asr = AdaptiveSamplingRate(config)
+    assert asr.update(0.6) == 1.0  # at the target: no change
+    assert asr.update(0.9) == pytest.approx(1.0 - 0.2 * np.tanh(20 * 0.3))  # similar samples: rate falls ~0.2
+    assert asr.update(0.61) == pytest.approx(asr.rate_fps)
+    falling = asr.rate_fps
+    assert asr.update(0.62) == pytest.approx(falling - 0.2 * np.tanh(0.4))  # a small step near the target
+    for _ in range(20):
+        asr.update(0.95)
+    assert asr.rate_fps == config.min_rate_fps
+    for _ in range(20):
+        asr.update(0.2)
+    assert asr.rate_fps == 1.0  # clipped at the paper's 1 frame/s here
+
+
+def test_the_two_rules_move_differently_on_the_same_phi():
+    """At phi 0.7 the proportional rule (change 0.3 > target 0.25) raises the rate; the
+    paper's (phi above 0.6) lowers it: they are different controllers, not two tunings."""
+    proportional = AdaptiveSamplingRate(SamplingConfig(rule="proportional"))
+    paper = AdaptiveSamplingRate(SamplingConfig(rule="paper"))
+    assert proportional.update(0.7) > 1.0 > paper.update(0.7)

@@ -26,13 +26,21 @@ def test_pretrained_baseline_sends_nothing(short_video, config):
     assert result.updates_applied == 0 and result.uplink_kbps == 0 and result.downlink_kbps == 0
 
 
-def test_one_time_trains_once_and_stops_uploading(short_video, config):
-    from dataclasses import replace
-
-    spec = replace(STRATEGIES["one_time"], one_time_s=20.0)
-    result = simulate_stream(short_video, "oracle", "tiny", config, spec)
-    assert result.updates_applied == 1
+def test_one_time_trains_once_on_its_window_and_stops_uploading(short_video, config):
+    result = simulate_stream(short_video, "oracle", "tiny", config.with_overrides(training={"one_time_window_s": 20}),
+                             STRATEGIES["one_time"])
+    assert result.updates_sent == result.updates_applied == 1
     assert result.uplink_kbps > 0
+
+
+def test_an_update_that_lands_after_the_video_is_sent_but_not_applied(short_video, config):
+    """Trained at 36 s of a 40 s video on a 1 Kbps downlink, the packet arrives long after the end."""
+    slow = config.with_overrides(training={"one_time_window_s": 36}, link={"downlink_kbps": 1.0})
+    result = simulate_stream(short_video, "oracle", "tiny", slow, STRATEGIES["one_time"])
+    assert result.updates_sent == 1 and result.updates_applied == 0
+    assert result.mean_packet_bytes > 0 and result.downlink_kbps == 0
+    row = result.row()
+    assert row["updates_sent"] == 1 and row["updates_applied"] == 0
 
 
 def test_student_teacher_class_mismatch_fails_before_running(short_video, config, tmp_path):

@@ -27,8 +27,9 @@ def test_torchvision_student_loads_a_weight_file(tmp_path):
 
 
 def test_class_count_mismatch_is_explained(tmp_path):
-    with pytest.raises(ValueError, match="num_classes"):
-        build_student("tiny", 21)  # embedded weights have 7 classes
+    with pytest.raises(ValueError, match="knows the 7 synthetic classes, but the teacher has 21 .*pretrain-student "
+                                         "--classes 21.*tiny:scratch"):
+        build_student("tiny", 21)
     path = tmp_path / "dl.pth"
     torch.save(segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None,
                                                          num_classes=21).state_dict(), path)
@@ -45,3 +46,13 @@ def test_unknown_student_and_bad_weight_file(tmp_path):
         build_student(f"tiny:{bad}", 7)
     with pytest.raises(FileNotFoundError, match="weights file not found"):
         build_student(f"tiny:{tmp_path / 'missing.pt'}", 7)
+
+
+def test_random_weights_only_when_asked_for():
+    scratch = build_student("tiny:scratch", 2)
+    assert scratch.head.weight.shape[0] == 2
+    embedded = torch.load(EMBEDDED_TINY_WEIGHTS, weights_only=True)
+    assert not torch.equal(build_student("tiny:scratch", 7).stem[0].weight, embedded["stem.0.weight"])
+    assert build_student("lraspp_mobilenet_v3_large:scratch", 2).num_classes == 2
+    with pytest.raises(ValueError, match="has no embedded weights: pass lraspp_mobilenet_v3_large:WEIGHTS.pth"):
+        build_student("lraspp_mobilenet_v3_large", 2)

@@ -4,7 +4,7 @@ import torch
 from torchvision.models import segmentation
 
 from ams_ray.label_store import LabelStore
-from ams_ray.teachers import build_teacher, checked_labels
+from ams_ray.teachers import TeacherPluginError, build_teacher, checked_labels
 from ams_ray.video import VideoReader
 
 
@@ -56,9 +56,12 @@ def test_torchvision_cache_is_never_downloaded(tmp_path, monkeypatch):
 
 
 class ThreeClassTeacher:
+    """Written to the documented protocol, with a bug: green pixels get class 5 of 3."""
+
     num_classes = 3
 
-    def __call__(self, frames):
+    def label(self, frames, frame_indices):
+        assert len(frame_indices) == len(frames)
         return (frames[..., 0] > 128).astype(np.uint8) + 5 * (frames[..., 1] > 250)
 
 
@@ -66,20 +69,43 @@ def make_teacher():
     return ThreeClassTeacher()
 
 
-def test_module_factory_teacher_and_its_bad_output():
+def test_a_plugin_written_to_the_protocol_labels_and_its_bad_output_is_named():
     teacher = build_teacher("tests.test_teachers:make_teacher")
     frames = np.zeros((1, 4, 4, 3), np.uint8)
     frames[0, 0, 0] = (200, 0, 0)
     assert checked_labels(teacher, frames, [0])[0, 0, 0] == 1
     frames[0, 1, 1] = (0, 255, 0)
-    with pytest.raises(ValueError, match="outside 0..2"):
+    with pytest.raises(ValueError, match="teacher plugin tests.test_teachers:make_teacher returned label id 5 "
+                                         "outside 0..2"):
         checked_labels(teacher, frames, [0])
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("nosuchmodule:make", "teacher plugin nosuchmodule:make: cannot import module 'nosuchmodule' "
+                              "(No module named 'nosuchmodule'); it must be importable"),
+        ("tests.teacher_plugins:nothing", "module 'tests.teacher_plugins' has no function 'nothing'"),
+        ("tests.teacher_plugins:failing_factory", "failing_factory() raised OSError: model file people.pth"),
+        ("tests.teacher_plugins:frames_only", "`label` cannot be called as label(frames, frame_indices)"),
+        ("tests.teacher_plugins:FramesOnlyTeacher", "`label` cannot be called as label(frames, frame_indices)"),
+    ],
+)
+def test_a_plugin_that_cannot_work_is_refused_by_name(spec, message):
+    with pytest.raises(TeacherPluginError) as caught:
+        build_teacher(spec)
+    assert message in str(caught.value)
+
+
+def test_a_plugin_that_fails_on_a_batch_is_named():
+    teacher = build_teacher("tests.teacher_plugins:broken")
+    with pytest.raises(TeacherPluginError, match="teacher plugin tests.teacher_plugins:broken failed on a batch "
+                                                 "of 2 frames: RuntimeError: this teacher's model is broken"):
+        teacher.label(np.zeros((2, 4, 4, 3), np.uint8), [0, 1])
 
 
 def test_unknown_teachers_are_explained(short_video):
     with pytest.raises(ValueError, match="unknown teacher 'mystery'"):
         build_teacher("mystery")
-    with pytest.raises(ValueError, match="unknown teacher 'nosuchmodule:make'"):
-        build_teacher("nosuchmodule:make")
     with pytest.raises(ValueError, match="only synthetic videos"):
         build_teacher("oracle", "/tmp/some-real-video.mp4")

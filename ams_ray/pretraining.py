@@ -1,0 +1,144 @@
+"""Pretrain a student on labelled frames: `pretrain-student` and the embedded tiny student.
+
+AMS adapts a student that is already decent on the kind of scene it will see; a student for
+a new class set (a teacher of your own) has to be made first, from a few labelled clips. The
+held-out frames are the *last* part of each clip, not a random sample: neighbouring frames of
+one video are near-copies, so a random split would score the student on frames it has
+practically trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from ams_ray.label_store import LabelStore, resize_labels
+from ams_ray.metrics import batch_miou
+from ams_ray.video import VideoReader
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    iterations: int = 1500
+    batch_size: int = 16
+    learning_rate: float = 3e-3  # the peak of a one-cycle schedule
+    weight_decay: float = 1e-4
+    augment: bool = True  # random zoom and colour jitter; horizontal flips always
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LabelledFrames:
+    frames: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N, H, W) class ids
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @staticmethod
+    def concat(parts: list["LabelledFrames"]) -> "LabelledFrames":
+        return LabelledFrames(np.concatenate([p.frames for p in parts]), np.concatenate([p.labels for p in parts]))
+
+    def split(self, heldout_fraction: float) -> tuple["LabelledFrames", "LabelledFrames"]:
+        """(training, held-out): the held-out part is the last `heldout_fraction` in time."""
+        cut = len(self) - max(1, round(len(self) * heldout_fraction))
+        if cut < 1:
+            raise ValueError(f"{len(self)} labelled frames are too few to hold some out; label a longer clip")
+        return (LabelledFrames(self.frames[:cut], self.labels[:cut]),
+                LabelledFrames(self.frames[cut:], self.labels[cut:]))
+
+
+def read_labelled_video(video: Path, labels: Path, height: int, width: int, max_frames: int) -> LabelledFrames:
+    """Up to `max_frames` evenly spaced frames of `video` at height x width, with their labels
+    from the label directory (resized the way `CachedLabelTeacher` resizes them)."""
+    store = LabelStore(labels)
+    reader = VideoReader(video, height, width)
+    available = store.num_frames if reader.num_frames_hint is None else min(store.num_frames, reader.num_frames_hint)
+    picks = set(np.linspace(0, available - 1, min(max_frames, available)).round().astype(int).tolist())
+    frames, maps = [], []
+    for index, frame in enumerate(reader):
+        if index >= available:
+            break
+        if index in picks:
+            frames.append(frame)
+            maps.append(resize_labels(store.read(index), height, width))
+    if not frames:
+        raise ValueError(f"no frame of {video} has a label in {labels}")
+    return LabelledFrames(np.stack(frames), np.stack(maps))
+
+
+def augment(frames: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,
+            full: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A horizontal flip half the time; with `full`, also a random zoom (up to 1.5x, into a
+    random part of the frame) and brightness/contrast jitter (+-20 %), which teach a student
+    from a few clips to tolerate the framing and lighting of the next camera."""
+    if rng.random() < 0.5:
+        frames, labels = frames.flip(2), labels.flip(2)
+    if not full:
+        return frames, labels
+    h, w = labels.shape[1:]
+    zoom = rng.uniform(1.0, 1.5)
+    ch, cw = int(h / zoom), int(w / zoom)
+    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    x = frames[:, top:top + ch, left:left + cw].permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    y = F.interpolate(labels[:, None, top:top + ch, left:left + cw].float(), size=(h, w), mode="nearest-exact")[:, 0]
+    contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-0.2, 0.2) * 255
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean + brightness).clamp(0, 255)
+    return x.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous(), y.long()
+
+
+def pretrain(model: torch.nn.Module, data: LabelledFrames, settings: PretrainSettings,
+             on_step: Callable[[int, float], None] | None = None) -> None:
+    """AdamW under a one-cycle schedule on random batches of `data`; `on_step(step, loss)`."""
+    if len(data) < settings.batch_size:
+        raise ValueError(f"{len(data)} training frames for batches of {settings.batch_size}: label more frames "
+                         "or lower --batch-size")
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, settings.learning_rate, total_steps=settings.iterations)
+    rng = np.random.default_rng(settings.seed)
+    model.train()
+    for step in range(settings.iterations):
+        idx = rng.choice(len(data), size=settings.batch_size, replace=False)
+        x, y = augment(torch.from_numpy(data.frames[idx]), torch.from_numpy(data.labels[idx]).long(), rng,
+                       settings.augment)
+        loss = F.cross_entropy(model(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if on_step:
+            on_step(step, loss.item())
+    model.eval()
+
+
+def evaluate(model: torch.nn.Module, data: LabelledFrames, num_classes: int) -> float:
+    """Mean per-frame mIoU (%) of the model's labels against `data`'s."""
+    model.eval()
+    scores: list[float] = []
+    with torch.no_grad():
+        for i in range(0, len(data), 32):
+            predictions = model(torch.from_numpy(data.frames[i:i + 32])).argmax(1).numpy()
+            scores += batch_miou(data.labels[i:i + 32], predictions, num_classes)
+    return float(np.mean(scores))
+
+
+def progress_bar(iterations: int) -> Callable[[int, float], None]:
+    """An `on_step` that shows a bar with the recent loss."""
+    bar = tqdm(total=iterations, desc="pretraining", unit="step")
+
+    def on_step(step: int, loss: float) -> None:
+        bar.update(1)
+        if step % 25 == 0:
+            bar.set_postfix(loss=f"{loss:.3f}")
+        if step == iterations - 1:
+            bar.close()
+
+    return on_step
