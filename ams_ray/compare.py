@@ -96,6 +96,7 @@ def format_table(results: list[StreamResult]) -> str:
 
 # Baselines drawn on top in complementary dashes: where two of them coincide (one_time equals
 # pretrained until its update lands), both stay visible instead of one hiding the other.
+# Adaptive strategies that coincide (ATR that never hibernates) stay visible by line width.
 BASELINE_STYLES = {
     "pretrained": {"color": "black", "linestyle": (0, (4, 4))},
     "one_time": {"color": "tab:gray", "linestyle": (4, (4, 4))},
@@ -107,11 +108,15 @@ def miou_figure(results: list[StreamResult], title: str, window_s: float = 10.0)
     from ams_ray.metrics import MiouTrace
 
     fig, ax = plt.subplots(figsize=(12, 4.5))
+    adaptive_left = sum(r.strategy not in BASELINE_STYLES for r in results)
     for r in results:
         t, v = MiouTrace(r.times_s, r.miou_trace).windowed(window_s)
-        style = BASELINE_STYLES.get(r.strategy, {})
-        ax.plot(t, v, label=f"{r.strategy} ({r.miou:.1f})", linewidth=1.6 if style else 1.2,
-                zorder=3 if style else 2, **style)
+        style = BASELINE_STYLES.get(r.strategy)
+        if style:
+            ax.plot(t, v, label=f"{r.strategy} ({r.miou:.1f})", linewidth=1.6, zorder=3, **style)
+        else:  # each drawn thinner than the one before, so an equal curve drawn later leaves its edges showing
+            adaptive_left -= 1
+            ax.plot(t, v, label=f"{r.strategy} ({r.miou:.1f})", linewidth=1.0 + 0.4 * adaptive_left, zorder=2)
     ax.set_xlabel("video time (s)")
     ax.set_ylabel(f"mIoU (%), {window_s:g} s moving average")
     ax.set_title(title)

@@ -52,8 +52,11 @@ class TrainingConfig(_Strict):
 class SamplingConfig(_Strict):
     """ASR sets the sampling rate from phi (see `sampling.py` for both rules); ATR hibernates."""
 
+    # The paper's rule is the default: on synthetic seeds 0-3 it sent 28 % less uplink than a fixed
+    # 1 frame/s for 1.4 mIoU points, the proportional rule 8 % less for 0.7; on a real video, where
+    # both raised the rate, it scored higher and sent less than the proportional rule (README).
     rule: Literal["paper", "proportional"] = Field(
-        "proportional", description="ASR rule: the AMS paper's tanh step, or a proportional controller"
+        "paper", description="ASR rule: the AMS paper's tanh step, or a proportional controller"
     )
     initial_rate_fps: float = Field(1.0, gt=0)
     min_rate_fps: float = Field(0.1, gt=0)

@@ -16,7 +16,7 @@ ASR has two rules (`SamplingConfig.rule`):
   (x0.5 .. x2) so one noisy chunk cannot swing it.
 
 Both are clipped to `min_rate_fps .. max_rate_fps` (0.1 .. 2 by default; the paper clips at
-1). Which is the default, and why, is in `SamplingConfig.rule`.
+1). The paper's is the default; why, with the figures, is in `SamplingConfig.rule`.
 
 ATR hibernates on static scenes: while phi stays above `static_phi` the training period
 doubles (up to `max_period_factor` times the base period); as soon as phi drops below it,

@@ -23,14 +23,17 @@ def _error_lines(proc) -> list[str]:
 def test_compare_writes_results_and_plot(tmp_path):
     out = tmp_path / "out"
     proc = _run(["compare", "--video", "synthetic", "--seed", "3", "--duration", "30", "--eval-every", "15",
-                 "--strategies", "pretrained,ams_gg10", "--out", str(out)], tmp_path)
+                 "--strategies", "pretrained,one_time,ams_gg10", "--one-time-window", "12", "--out", str(out)],
+                tmp_path)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((out / "results.json").read_text())
     assert doc["video"] == "synthetic:3"
-    assert [r["strategy"] for r in doc["rows"]] == ["pretrained", "ams_gg10"]
+    rows = {r["strategy"]: r for r in doc["rows"]}
+    assert list(rows) == ["pretrained", "one_time", "ams_gg10"]
     for row in doc["rows"]:
         assert 0 <= row["miou"] <= 100 and row["uplink_kbps"] >= 0 and row["downlink_kbps"] >= 0
-    assert doc["rows"][1]["downlink_kbps"] > 0
+    assert rows["one_time"]["updates_sent"] == rows["one_time"]["updates_applied"] == 1
+    assert rows["ams_gg10"]["downlink_kbps"] > 0
     assert (out / "miou_over_time.png").stat().st_size > 10_000
     assert "ams_gg10" in proc.stdout
 
@@ -128,3 +131,16 @@ def test_pretrain_student_makes_a_student_that_compare_uses(tmp_path):
     assert rows["pretrained"]["miou"] > 50 and rows["ams_gg10"]["updates_applied"] >= 1
     wrong = _run(["pretrain-student", *pairs, "--classes", "3", "--out", str(student)], tmp_path)
     assert wrong.returncode == 2 and "--classes 3, but label directories say otherwise" in _error_lines(wrong)[0]
+
+
+def test_compare_says_when_it_squashes_a_video(tmp_path):
+    from ams_ray.synthetic import SyntheticVideo
+    from ams_ray.video import write_video
+
+    video = SyntheticVideo(12, duration_s=2.0, fps=15.0, height=96, width=128)
+    write_video(tmp_path / "camera.mp4", (frame for frame, _ in video.frames()), video.fps)
+    proc = _run(["compare", "--video", str(tmp_path / "camera.mp4"), "--teacher", "tests.teacher_plugins:colour",
+                 "--strategies", "pretrained", "--duration", "2", "--out", str(tmp_path / "o")], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("note: camera.mp4 is 96x128; the student sees it squashed to 128x256. To keep its shape, pass e.g. "
+            "--set video.height=192 --set video.width=256") in proc.stderr

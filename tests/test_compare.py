@@ -13,8 +13,9 @@ def _result(name: str, values: list[float], sent: int = 0, applied: int = 0) -> 
 
 def test_legend_sits_outside_the_curves_and_equal_baselines_both_show():
     flat = [60.0] * 100
-    results = [_result("pretrained", flat), _result("one_time", flat),
-               _result("ams_gg10", list(np.linspace(60, 80, 100)))]
+    rising = list(np.linspace(60, 80, 100))
+    results = [_result("pretrained", flat), _result("one_time", flat), _result("ams_gg10", rising),
+               _result("ams_gg10_asr", rising)]
     fig = miou_figure(results, "test")
     fig.canvas.draw()
     ax = fig.axes[0]
@@ -28,6 +29,8 @@ def test_legend_sits_outside_the_curves_and_equal_baselines_both_show():
     assert pretrained.get_color() != one_time.get_color()
     offsets = {BASELINE_STYLES[n]["linestyle"][0] for n in ("pretrained", "one_time")}
     assert offsets == {0, 4}
+    # equal adaptive curves: the later one is drawn thinner, so the earlier one's edges show
+    assert lines["ams_gg10"].get_linewidth() > lines["ams_gg10_asr"].get_linewidth()
 
 
 def test_table_separates_updates_sent_from_applied():

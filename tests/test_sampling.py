@@ -22,8 +22,9 @@ def test_phi_is_high_on_static_scenes_and_lower_on_moving_ones():
     assert phi_score([np.zeros((2, 2), np.uint8)], NUM_CLASSES) is None
 
 
-def test_sampling_rate_falls_on_static_and_rises_on_change():
-    config = SamplingConfig()
+@pytest.mark.parametrize("rule", ["paper", "proportional"])
+def test_sampling_rate_falls_on_static_and_rises_on_change(rule):
+    config = SamplingConfig(rule=rule)
     asr = AdaptiveSamplingRate(config)
     for _ in range(10):
         asr.update(phi_score(_scene_labels(True)[:10], NUM_CLASSES))
