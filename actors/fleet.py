@@ -25,6 +25,7 @@ from actors.node_memory import start_probes
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
 from ams_ray.datasets import VideoFile
+from ams_ray.student_spec import StudentSpec
 from ams_ray.faults import Fault
 from ams_ray.fleet_plan import FleetConfig, FleetPlan, plan_fleet
 from ams_ray.placement import PlacementError
@@ -75,11 +76,12 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
     (where a caller attaches its own probes). Faults in `config.faults` are injected here.
     """
     videos = [VideoFile.read(p) for p in config.videos] if config.videos else None
+    student = StudentSpec.read(config.student)  # weights travel as bytes, like videos
     plan = plan_fleet(config, alive_node_resources(), videos)
     ensure_fits(plan.demands)
     launched = Launched(plan)
     try:
-        _launch(config, launched, on_setup or log.info)
+        _launch(config, launched, student, on_setup or log.info)
         began = time.time()
         runs = _start(launched)
         if on_started:
@@ -96,7 +98,7 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
         _teardown(launched)
 
 
-def _launch(config: FleetConfig, launched: Launched, say: SetupCallback) -> None:
+def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: SetupCallback) -> None:
     """Memory probes, teacher, then trainer hosts and edges together (their processes start
     in parallel), then each edge's model and video. `launched.setup_s`: seconds per phase,
     each from the moment the actors of that phase were asked for."""
@@ -119,7 +121,7 @@ def _launch(config: FleetConfig, launched: Launched, say: SetupCallback) -> None
     keys = {s.stream_id: s.label_key for s in plan.streams}
     for host in plan.hosts:
         launched.hosts[host.host_id] = TrainerHost.options(**options).remote(
-            host.host_id, [(sid, keys[sid]) for sid in host.stream_ids], config.student, num_classes, config_json,
+            host.host_id, [(sid, keys[sid]) for sid in host.stream_ids], student, num_classes, config_json,
             config.strategy, handle, launched.coordinator, plan.trainer_settings)
         launched.trainers.update({sid: launched.hosts[host.host_id] for sid in host.stream_ids})
     cache_dir = str(config.cache_dir) if config.cache_dir else None

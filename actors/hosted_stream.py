@@ -25,6 +25,7 @@ from ams_ray.messages import SampleChunk
 from ams_ray.server_stream import LabellingFailed, StreamSession
 from ams_ray.simulate import STRATEGIES
 from ams_ray.stream_state import StreamState, StreamStateError
+from ams_ray.student_spec import StudentSpec
 from ams_ray.students import build_student
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,11 @@ CHUNK_PROBLEMS = ("duplicate_chunk", "missing_chunk", "unlabelled_chunk")
 
 
 class HostedStream:
-    def __init__(self, stream_id: str, label_key: str | None, student_spec: str, num_classes: int, config: AmsConfig,
+    def __init__(self, stream_id: str, label_key: str | None, student: StudentSpec, num_classes: int, config: AmsConfig,
                  strategy: str, settings: TrainerSettings, store: CheckpointStore, device: str) -> None:
         spec = STRATEGIES[strategy]
         self.stream_id, self.label_key, self.settings, self.store = stream_id, label_key, settings, store
-        self.distiller = OnlineDistiller(build_student(student_spec, num_classes), config.training, spec.strategy,
+        self.distiller = OnlineDistiller(build_student(student, num_classes), config.training, spec.strategy,
                                          stream_id=stream_id, encoding=config.packet_format, seed=config.seed,
                                          device=device)
         # No labeller: the host labels asynchronously between `accept` and `record`.

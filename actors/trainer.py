@@ -31,6 +31,7 @@ from actors.teacher_client import label_with_retry
 from ams_ray.fleet_plan import TrainerSettings
 from ams_ray.messages import SampleChunk
 from ams_ray.process_memory import own_memory_mb, return_free_heap
+from ams_ray.student_spec import StudentSpec
 
 # torch and everything that imports it are imported inside the actor, never at module level:
 # an edge holding a handle to this actor imports this module, and must stay free of torch.
@@ -48,7 +49,7 @@ class DueRound:
 
 @ray.remote(max_restarts=3, max_task_retries=2)
 class TrainerHost:
-    def __init__(self, host_id: str, streams: list[tuple[str, str | None]], student_spec: str, num_classes: int,
+    def __init__(self, host_id: str, streams: list[tuple[str, str | None]], student: StudentSpec, num_classes: int,
                  config_json: str, strategy: str, teacher_handle, coordinator, settings: TrainerSettings) -> None:
         import torch
 
@@ -62,7 +63,7 @@ class TrainerHost:
         # A Ray GPU grant is only logical; train on CUDA when it is also physically there.
         self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         store = CheckpointStore(settings.checkpoint_url)
-        self.streams = {sid: HostedStream(sid, key, student_spec, num_classes, config, strategy, settings, store,
+        self.streams = {sid: HostedStream(sid, key, student, num_classes, config, strategy, settings, store,
                                           self.device) for sid, key in streams}
         self.height, self.width = config.video.height, config.video.width
         self.teacher, self.coordinator = teacher_handle, coordinator

@@ -84,7 +84,8 @@ def _pretrain_student(args: argparse.Namespace) -> int:
     from ams_ray.label_store import LabelStore
     from ams_ray.pretraining import (LabelledFrames, PretrainSettings, evaluate, pretrain, progress_bar,
                                      read_labelled_video)
-    from ams_ray.students import SCRATCH, build_student
+    from ams_ray.student_spec import SCRATCH
+    from ams_ray.students import build_student
 
     if len(args.video) != len(args.labels):
         raise ValueError(f"{len(args.video)} --video for {len(args.labels)} --labels: give one label directory "

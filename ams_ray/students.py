@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ams_ray.weights import load_state_dict_file
+from ams_ray.student_spec import STUDENT_NAMES, StudentSpec
+from ams_ray.weights import load_state_dict_bytes, load_state_dict_file
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -114,39 +115,33 @@ def _torchvision_builder(name: str) -> Callable[[int], StudentNet]:
 
 
 STUDENTS: dict[str, Callable[[int], StudentNet]] = {
-    "tiny": TinyStudent,
-    "lraspp_mobilenet_v3_large": _torchvision_builder("lraspp_mobilenet_v3_large"),
-    "deeplabv3_mobilenet_v3_large": _torchvision_builder("deeplabv3_mobilenet_v3_large"),
+    name: TinyStudent if name == "tiny" else _torchvision_builder(name) for name in STUDENT_NAMES
 }
 
 
-SCRATCH = "scratch"
 EMBEDDED_TINY_CLASSES = 7  # the synthetic street classes the embedded weights were trained on
 
 
-def build_student(spec: str, num_classes: int) -> StudentNet:
-    """Build a student from `NAME`, `NAME:WEIGHTS_PATH` or `NAME:scratch`.
+def build_student(spec: str | StudentSpec, num_classes: int) -> StudentNet:
+    """Build a student from a spec (see `StudentSpec`).
 
     Plain `tiny` loads the embedded pretrained weights, which exist only for the 7 synthetic
     classes. A student with random weights must be asked for (`:scratch`): starting AMS from
     an untrained student by accident would look like a failure of AMS. The torchvision
     students have no embedded weights, since none can be fetched at run time, so they need
-    a path or `:scratch` too.
+    a file or `:scratch` too.
     """
-    name, _, weights = spec.partition(":")
-    if name not in STUDENTS:
-        raise ValueError(f"unknown student {name!r}; choose one of {', '.join(STUDENTS)} "
-                         "(as NAME:WEIGHTS.pth, NAME:scratch, or plain tiny)")
-    model = STUDENTS[name](num_classes)
-    if not weights:
-        weights = _default_weights(name, num_classes)
-    if weights != SCRATCH:
-        state = load_state_dict_file(weights)
-        load_matching(model, state, source=weights)
+    spec = StudentSpec.read(spec) if isinstance(spec, str) else spec
+    model = STUDENTS[spec.name](num_classes)
+    if spec.weights is not None:
+        load_matching(model, load_state_dict_bytes(spec.weights, spec.source), source=spec.source)
+    elif not spec.scratch:
+        weights = _embedded_weights(spec.name, num_classes)
+        load_matching(model, load_state_dict_file(weights), source=str(weights))
     return model.eval()
 
 
-def _default_weights(name: str, num_classes: int) -> str:
+def _embedded_weights(name: str, num_classes: int) -> Path:
     if name != "tiny":
         raise ValueError(
             f"student {name} has no embedded weights: pass {name}:WEIGHTS.pth (e.g. from `python -m ams_ray "
@@ -163,7 +158,7 @@ def _default_weights(name: str, num_classes: int) -> str:
             f"embedded tiny student weights missing ({EMBEDDED_TINY_WEIGHTS}); "
             "recreate them with `.venv/bin/python scripts/pretrain_tiny_student.py`"
         )
-    return str(EMBEDDED_TINY_WEIGHTS)
+    return EMBEDDED_TINY_WEIGHTS
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

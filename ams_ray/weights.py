@@ -6,6 +6,7 @@ and how to provide it rather than hang on a download.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,19 +15,26 @@ import torch
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict saved by `torch.save`, also when nested under "state_dict"/"model"."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
+    return load_state_dict_bytes(path.read_bytes(), str(path))
+
+
+def load_state_dict_bytes(data: bytes, source: str) -> dict[str, torch.Tensor]:
+    """Read a state dict saved by `torch.save`, also when nested under "state_dict"/"model".
+
+    From bytes, because weights travel to processes on nodes that do not have the file;
+    `source` names the file in messages."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for bad files
-        raise ValueError(f"cannot read weights from {path}: {exc}; expected a file written by torch.save") from exc
+        raise ValueError(f"cannot read weights from {source}: {exc}; expected a file written by torch.save") from exc
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors")
+        raise ValueError(f"{source} does not hold a state dict of tensors")
     return obj
 
 

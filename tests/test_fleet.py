@@ -1,6 +1,7 @@
 """Fleets on a real loopback Ray cluster: the data path end to end, and what each fault costs."""
 
 import pytest
+import torch
 
 from actors.fleet import run_fleet
 from ams_ray.datasets import SyntheticSpec
@@ -8,6 +9,7 @@ from ams_ray.faults import Fault, fault_outcomes
 from ams_ray.fleet_plan import FleetConfig
 from ams_ray.fleet_report import machine_memory, summarize
 from ams_ray.placement import PlacementError
+from ams_ray.students import build_student
 
 
 def test_streams_adapt_end_to_end_in_one_host_on_the_gpu(ray_local, cache_dir, tmp_path):
@@ -43,10 +45,17 @@ def test_impossible_request_fails_before_anything_starts(ray_local, cache_dir):
 
 
 def test_a_trainer_that_cannot_start_is_reported_at_once_with_its_own_error(ray_local, cache_dir, tmp_path):
-    missing = tmp_path / "no-such-weights.pt"
-    with pytest.raises(RuntimeError, match=r"a trainer host failed to start: .*no-such-weights\.pt"):
-        run_fleet(FleetConfig(clients=2, duration_s=10.0, student=f"tiny:{missing}", cache_dir=cache_dir,
+    """Weights for another class set: the file travels as bytes and fails in the host's constructor."""
+    seven_to_three = tmp_path / "three-class-weights.pt"
+    torch.save(build_student("tiny:scratch", 3).state_dict(), seven_to_three)
+    with pytest.raises(RuntimeError, match=r"a trainer host failed to start: .*three-class-weights\.pt do not fit"):
+        run_fleet(FleetConfig(clients=2, duration_s=10.0, student=f"tiny:{seven_to_three}", cache_dir=cache_dir,
                               checkpoint_store=str(tmp_path / "store")))
+
+
+def test_a_missing_weights_file_is_refused_before_anything_starts(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights file not found: .*no-such-weights.pt"):
+        run_fleet(FleetConfig(clients=2, duration_s=10.0, student=f"tiny:{tmp_path / 'no-such-weights.pt'}"))
 
 
 @pytest.fixture(scope="module")

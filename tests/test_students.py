@@ -2,6 +2,7 @@ import pytest
 import torch
 from torchvision.models import segmentation
 
+from ams_ray.student_spec import StudentSpec
 from ams_ray.students import EMBEDDED_TINY_WEIGHTS, build_student, trainable_names
 
 
@@ -56,3 +57,16 @@ def test_random_weights_only_when_asked_for():
     assert build_student("lraspp_mobilenet_v3_large:scratch", 2).num_classes == 2
     with pytest.raises(ValueError, match="has no embedded weights: pass lraspp_mobilenet_v3_large:WEIGHTS.pth"):
         build_student("lraspp_mobilenet_v3_large", 2)
+
+
+def test_a_spec_carries_its_weights_as_bytes(tmp_path):
+    """What a trainer on another node receives: it builds the student without the file."""
+    path = tmp_path / "student.pth"
+    torch.save(build_student("tiny:scratch", 2).state_dict(), path)
+    spec = StudentSpec.read(f"tiny:{path}")
+    path.unlink()
+    model = build_student(spec, 2)
+    assert spec.source == str(path) and model.head.weight.shape[0] == 2
+    assert StudentSpec.read("tiny:scratch") == StudentSpec("tiny", scratch=True)
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        StudentSpec.read(f"tiny:{path}")
