@@ -22,7 +22,7 @@ TEACHER_HELP = "oracle | labels:DIR | torchvision:NAME:WEIGHTS | MODULE:FACTORY 
 def _compare(args: argparse.Namespace) -> int:
     from ams_ray.compare import format_table, run_comparison, write_outputs
     from ams_ray.datasets import resolve_video
-    from ams_ray.simulate import DEFAULT_STRATEGIES
+    from ams_ray.simulate import DEFAULT_STRATEGIES, default_truth
 
     config = AmsConfig.for_profile(args.profile)
     settings = _parse_settings(args.set)
@@ -37,10 +37,16 @@ def _compare(args: argparse.Namespace) -> int:
     source = resolve_video(args.video, args.seed, args.duration, config.video.height, config.video.width)
     if args.video != "synthetic":
         _note_squash(source.path, config)
+    truth = args.truth or default_truth(source, args.teacher)
+    if truth == args.teacher:
+        print(f"note: no --truth for {source.name}: mIoU is against the teacher's labels", file=sys.stderr)
     strategies = args.strategies.split(",") if args.strategies else list(DEFAULT_STRATEGIES)
     results = run_comparison(source, args.teacher, args.student, config, strategies,
-                             None if args.video == "synthetic" else args.duration, workers=args.workers)
-    write_outputs(args.out, source, results, config)
+                             None if args.video == "synthetic" else args.duration, workers=args.workers,
+                             truth_spec=truth)
+    document = write_outputs(args.out, source, results, config, args.teacher, truth)
+    print(f"learning from {args.teacher}, scored against {truth}"
+          + (f" (the teacher scores {document['teacher_miou']:.2f} against it)" if document["teacher_miou"] else ""))
     print(format_table(results))
     print(f"wrote {args.out / 'results.json'} and {args.out / 'miou_over_time.png'}")
     return 0
@@ -140,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=int, default=0, help="synthetic video seed (below 100000)")
     compare.add_argument("--duration", type=float, default=300.0, help="seconds of video to use")
     compare.add_argument("--teacher", default="oracle", help=TEACHER_HELP)
+    compare.add_argument("--truth", default=None,
+                         help="labels to score against, apart from the teacher: oracle (exact labels, the default for "
+                              "synthetic video) or labels:DIR; default for a real video: the teacher's own labels")
     compare.add_argument("--student", default="tiny", help=STUDENT_HELP)
     compare.add_argument("--profile", choices=profiles, default=Profile.CPU.value)
     compare.add_argument("--strategies", default="", help="comma-separated subset (default: the paper's table)")

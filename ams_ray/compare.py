@@ -43,7 +43,9 @@ def run_comparison(
     strategies: Sequence[str],
     max_duration_s: float | None,
     workers: int = 2,
+    truth_spec: str | None = None,
 ) -> list[StreamResult]:
+    """Each strategy learns from `teacher_spec` and is scored against `truth_spec`."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
@@ -56,7 +58,7 @@ def run_comparison(
         progress_queue = manager.Queue()
         futures = [
             pool.submit(run_in_worker, source, teacher_spec, student_spec, config, STRATEGIES[name],
-                        max_duration_s, _QueueProgress(progress_queue))
+                        max_duration_s, _QueueProgress(progress_queue), truth_spec)
             for name in strategies
         ]
         with tqdm(total=(frames or 0) * len(strategies) or None, unit="frame",
@@ -71,22 +73,28 @@ def run_comparison(
         return [f.result() for f in futures]
 
 
-def results_document(source: VideoSource, results: list[StreamResult], config: AmsConfig) -> dict:
+def results_document(source: VideoSource, results: list[StreamResult], config: AmsConfig, teacher_spec: str,
+                     truth_spec: str) -> dict:
+    """Rows score against the truth (`miou`) and the teacher (`miou_vs_teacher`); `teacher_miou`
+    is the teacher against the truth (None when the truth is the teacher itself)."""
     return {
         "video": source.name,
         "profile": config.profile.value,
         "packet_format": config.packet_format,
+        "teacher": teacher_spec,
+        "truth": truth_spec,
+        "teacher_miou": round(results[0].teacher_miou, 3) if results and truth_spec != teacher_spec else None,
         "rows": [r.row() for r in results],
     }
 
 
 def format_table(results: list[StreamResult]) -> str:
-    header = (f"{'strategy':<18} {'mIoU':>6} {'up Kbps':>8} {'down Kbps':>9} {'sent':>5} {'applied':>7} "
-              f"{'B/update':>9}")
+    header = (f"{'strategy':<18} {'mIoU':>6} {'vs teacher':>10} {'up Kbps':>8} {'down Kbps':>9} {'sent':>5} "
+              f"{'applied':>7} {'B/update':>9}")
     lines = [header, "-" * len(header)]
     for r in results:
-        lines.append(f"{r.strategy:<18} {r.miou:6.2f} {r.uplink_kbps:8.1f} {r.downlink_kbps:9.1f} "
-                     f"{r.updates_sent:5d} {r.updates_applied:7d} {r.mean_packet_bytes:9.0f}")
+        lines.append(f"{r.strategy:<18} {r.miou:6.2f} {r.miou_vs_teacher:10.2f} {r.uplink_kbps:8.1f} "
+                     f"{r.downlink_kbps:9.1f} {r.updates_sent:5d} {r.updates_applied:7d} {r.mean_packet_bytes:9.0f}")
     unapplied = [r.strategy for r in results if r.updates_applied < r.updates_sent]
     if unapplied:
         lines.append(f"sent > applied: {', '.join(unapplied)} made updates that reached the device only after "
@@ -133,9 +141,10 @@ def plot_miou(results: list[StreamResult], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_outputs(out_dir: Path, source: VideoSource, results: list[StreamResult], config: AmsConfig) -> dict:
+def write_outputs(out_dir: Path, source: VideoSource, results: list[StreamResult], config: AmsConfig,
+                  teacher_spec: str, truth_spec: str) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    document = results_document(source, results, config)
+    document = results_document(source, results, config, teacher_spec, truth_spec)
     (out_dir / "results.json").write_text(json.dumps(document, indent=2))
     traces = {r.strategy: {"times_s": r.times_s, "miou": r.miou_trace, "rate": r.rate_history,
                            "period": r.period_history, "skipped": r.skipped_rounds} for r in results}

@@ -36,7 +36,8 @@ class EdgeClient:
         self.model = EdgeModel(bundle, threads=threads)
         self.sampling_rate_fps = sampling_rate_fps
         self.send_period_s, self.chunk_crf = send_period_s, chunk_crf
-        self.trace = MiouTrace()
+        self.trace = MiouTrace()  # against the truth
+        self.teacher_trace = MiouTrace()  # against the teacher's labels
         self.bandwidth = BandwidthMeter()
         self.rejected_packets: list[str] = []
         self.updates_applied = 0
@@ -88,8 +89,13 @@ class EdgeClient:
             self.set_sampling_rate(packet.sampling_rate_fps)
         return True
 
-    def evaluate(self, time_s: float, frame: np.ndarray, teacher_labels: np.ndarray) -> float:
+    def evaluate(self, time_s: float, frame: np.ndarray, truth: np.ndarray,
+                 teacher_labels: np.ndarray | None = None) -> float:
+        """Score the model the device holds now against the truth (`trace`) and, when given,
+        against the teacher's labels (`teacher_trace`, AMS's own protocol); returns the first."""
         prediction = self.model.predict(frame[None])[0]
-        score = frame_miou(teacher_labels, prediction, self.model.num_classes)
+        score = frame_miou(truth, prediction, self.model.num_classes)
         self.trace.add(time_s, score)
+        if teacher_labels is not None:
+            self.teacher_trace.add(time_s, frame_miou(teacher_labels, prediction, self.model.num_classes))
         return score

@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from ams_ray.label_store import LabelStore, resize_labels
 from ams_ray.metrics import batch_miou
-from ams_ray.video import VideoReader
+from ams_ray.synthetic import SyntheticVideo
+from ams_ray.video import VideoReader, decode_chunk, encode_chunk
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,21 @@ def read_labelled_video(video: Path, labels: Path, height: int, width: int, max_
     if not frames:
         raise ValueError(f"no frame of {video} has a label in {labels}")
     return LabelledFrames(np.stack(frames), np.stack(maps))
+
+
+def synthetic_frames(seed_base: int, videos: int, per_video: int, desc: str) -> LabelledFrames:
+    """`per_video` frames at random times of synthetic videos `seed_base`..`seed_base + videos - 1`,
+    through the H.264 chunk codec as every frame the server sees arrives, with exact labels."""
+    frames, labels = [], []
+    for k in tqdm(range(videos), desc=desc, unit="video"):
+        video = SyntheticVideo(seed_base + k, duration_s=300.0)
+        rng = np.random.default_rng(seed_base + k)
+        picks = sorted(rng.choice(video.num_frames, size=per_video, replace=False))
+        rendered = [video.render(int(i)) for i in picks]
+        chunk = np.stack([f for f, _ in rendered])
+        frames.append(decode_chunk(encode_chunk(chunk), per_video))
+        labels.append(np.stack([l for _, l in rendered]))
+    return LabelledFrames(np.concatenate(frames), np.concatenate(labels))
 
 
 def augment(frames: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,

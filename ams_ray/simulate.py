@@ -19,6 +19,7 @@ from ams_ray.config import AmsConfig
 from ams_ray.datasets import VideoSource
 from ams_ray.distill import OnlineDistiller, Strategy
 from ams_ray.edge_client import EdgeClient
+from ams_ray.metrics import MiouTrace, frame_miou
 from ams_ray.server_stream import StreamSession
 from ams_ray.students import build_student
 from ams_ray.teachers import Teacher, build_teacher, checked_labels
@@ -59,7 +60,9 @@ DEFAULT_STRATEGIES = ("pretrained", "one_time", "ams_full", "ams_gg10", "ams_gg5
 @dataclass
 class StreamResult:
     strategy: str
-    miou: float
+    miou: float  # against the truth
+    miou_vs_teacher: float  # against the teacher's labels of the same frames
+    teacher_miou: float  # the teacher's own labels against the truth
     uplink_kbps: float
     downlink_kbps: float
     duration_s: float
@@ -76,7 +79,7 @@ class StreamResult:
     period_history: list[tuple[float, float]] = field(default_factory=list)
 
     def row(self) -> dict:
-        keys = ("strategy", "miou", "uplink_kbps", "downlink_kbps", "updates_sent", "updates_applied",
+        keys = ("strategy", "miou", "miou_vs_teacher", "uplink_kbps", "downlink_kbps", "updates_sent", "updates_applied",
                 "mean_packet_bytes",
                 "mean_shadow_packet_bytes")
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items() if k in keys}
@@ -90,11 +93,16 @@ def simulate_stream(
     spec: StrategySpec,
     max_duration_s: float | None = None,
     progress: Callable[[int], None] | None = None,
+    truth_spec: str | None = None,
 ) -> StreamResult:
+    """`truth_spec` scores the device (default: `default_truth`); the student learns from the teacher."""
     began = time.perf_counter()
     h, w = config.video.height, config.video.width
     reader = VideoReader(source.path, h, w)
     teacher: Teacher = build_teacher(teacher_spec, source.label_key)
+    truth_spec = truth_spec or default_truth(source, teacher_spec)
+    truth = teacher if truth_spec == teacher_spec else build_teacher(truth_spec, source.label_key)
+    teacher_vs_truth = MiouTrace()
     student = build_student(student_spec, teacher.num_classes)
     shadow = "ams" if config.packet_format == "compact" else "compact"
     distiller = OnlineDistiller(student, config.training, spec.strategy, stream_id=source.name,
@@ -129,7 +137,10 @@ def simulate_stream(
             if spec.one_time:
                 edge.uploading = training_active = False
         if index % config.eval_every == 0:
-            edge.evaluate(now, frame, checked_labels(teacher, frame[None], [index])[0])
+            truth_labels = checked_labels(truth, frame[None], [index])[0]
+            teacher_labels = truth_labels if truth is teacher else checked_labels(teacher, frame[None], [index])[0]
+            edge.evaluate(now, frame, truth_labels, teacher_labels)
+            teacher_vs_truth.add(now, frame_miou(truth_labels, teacher_labels, teacher.num_classes))
         if progress and index % 50 == 49:
             progress(50)
     if progress:
@@ -138,6 +149,8 @@ def simulate_stream(
     return StreamResult(
         strategy=spec.name,
         miou=edge.trace.mean,
+        miou_vs_teacher=edge.teacher_trace.mean,
+        teacher_miou=teacher_vs_truth.mean,
         uplink_kbps=edge.bandwidth.uplink_kbps(duration),
         downlink_kbps=edge.bandwidth.downlink_kbps(duration),
         duration_s=duration,
@@ -153,6 +166,12 @@ def simulate_stream(
         rate_history=session.stats.rate_history,
         period_history=session.stats.period_history,
     )
+
+
+def default_truth(source: VideoSource, teacher_spec: str) -> str:
+    """Exact labels for a synthetic video; for a real one, only the teacher's labels exist
+    unless the user gives `--truth labels:DIR`."""
+    return "oracle" if source.synthetic else teacher_spec
 
 
 def _training_due(spec: StrategySpec, session: StreamSession, config: AmsConfig, now: float) -> bool:

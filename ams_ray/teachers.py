@@ -2,6 +2,7 @@
 
 Specs accepted by `build_teacher`:
   ``oracle``                       exact labels of a synthetic video, regenerated from (seed, frame index)
+  ``network[:WEIGHTS]``            the embedded teacher network (`teacher_network.py`), from its pixels
   ``labels:DIR``                   a label directory (see `label_store`), e.g. from extract-labels
   ``torchvision:NAME[:WEIGHTS]``   deeplabv3_resnet50/101; WEIGHTS is a local file or ``cache``
                                    (torchvision's cache, never downloaded at run time)
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -184,12 +186,21 @@ def build_teacher(spec: str, source_key: str | None = None, device: str = "cpu")
     kind, _, rest = spec.partition(":")
     if kind == "labels":
         return CachedLabelTeacher(LabelStore(rest))
+    if kind == "network":
+        from ams_ray.teacher_network import NetworkTeacher
+
+        if not rest:
+            return NetworkTeacher(device=device)
+        if not Path(rest).is_file():
+            raise FileNotFoundError(f"weights file not found: {rest}")
+        return NetworkTeacher(Path(rest).read_bytes(), rest, device)
     if kind == "torchvision":
         name, _, weights = rest.partition(":")
         return TorchvisionTeacher(name, weights or None, device)
     if ":" in spec:
         return PluginTeacher(spec)
-    raise ValueError(f"unknown teacher {spec!r}; use oracle, labels:DIR, torchvision:NAME:WEIGHTS or MODULE:FACTORY")
+    raise ValueError(f"unknown teacher {spec!r}; use network, oracle, labels:DIR, torchvision:NAME:WEIGHTS or "
+                     "MODULE:FACTORY")
 
 
 def checked_labels(teacher: Teacher, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:

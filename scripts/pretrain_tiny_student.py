@@ -16,31 +16,14 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from ams_ray.pretraining import LabelledFrames, PretrainSettings, evaluate, pretrain, progress_bar
+from ams_ray.pretraining import PretrainSettings, evaluate, pretrain, progress_bar, synthetic_frames
 from ams_ray.students import EMBEDDED_TINY_WEIGHTS, TinyStudent
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
-from ams_ray.video import decode_chunk, encode_chunk
+from ams_ray.synthetic import NUM_CLASSES
 
 TRAIN_SEED_BASE = 100_000
 HELDOUT_SEED_BASE = 200_000
-
-
-def generic_frames(seed_base: int, videos: int, per_video: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """`per_video` frames at random times of each of `videos` synthetic videos."""
-    frames, labels = [], []
-    for k in tqdm(range(videos), desc=desc, unit="video"):
-        video = SyntheticVideo(seed_base + k, duration_s=300.0)
-        rng = np.random.default_rng(seed_base + k)
-        picks = sorted(rng.choice(video.num_frames, size=per_video, replace=False))
-        rendered = [video.render(int(i)) for i in picks]
-        chunk = np.stack([f for f, _ in rendered])
-        frames.append(decode_chunk(encode_chunk(chunk), per_video))
-        labels.append(np.stack([l for _, l in rendered]))
-    return np.concatenate(frames), np.concatenate(labels)
 
 
 def main() -> None:
@@ -54,20 +37,20 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
-    heldout = generic_frames(HELDOUT_SEED_BASE, 100, 4, "held-out scenes")
+    heldout = synthetic_frames(HELDOUT_SEED_BASE, 100, 4, "held-out scenes")
     if args.evaluate_only:
         model = TinyStudent(NUM_CLASSES)
         model.load_state_dict(torch.load(args.out, weights_only=True))
-        score = evaluate(model, LabelledFrames(*heldout), NUM_CLASSES)
-        print(json.dumps({"heldout_miou": round(score, 2), "frames": len(heldout[0])}))
+        score = evaluate(model, heldout, NUM_CLASSES)
+        print(json.dumps({"heldout_miou": round(score, 2), "frames": len(heldout)}))
         return
 
-    frames, labels = generic_frames(TRAIN_SEED_BASE, args.videos, args.per_video, "training scenes")
+    training = synthetic_frames(TRAIN_SEED_BASE, args.videos, args.per_video, "training scenes")
     model = TinyStudent(NUM_CLASSES)
     settings = PretrainSettings(args.iterations, args.batch_size, args.lr, augment=False)
     start = time.perf_counter()
-    pretrain(model, LabelledFrames(frames, labels), settings, progress_bar(args.iterations))
-    score = evaluate(model, LabelledFrames(*heldout), NUM_CLASSES)
+    pretrain(model, training, settings, progress_bar(args.iterations))
+    score = evaluate(model, heldout, NUM_CLASSES)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
     print(json.dumps({"heldout_miou": round(score, 2), "train_s": round(time.perf_counter() - start, 1),

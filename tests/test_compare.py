@@ -6,7 +6,8 @@ from ams_ray.simulate import StreamResult
 
 def _result(name: str, values: list[float], sent: int = 0, applied: int = 0) -> StreamResult:
     times = [float(t) for t in range(len(values))]
-    return StreamResult(strategy=name, miou=float(np.mean(values)), uplink_kbps=1.0, downlink_kbps=1.0,
+    return StreamResult(strategy=name, miou=float(np.mean(values)), miou_vs_teacher=float(np.mean(values)) + 1,
+                        teacher_miou=90.0, uplink_kbps=1.0, downlink_kbps=1.0,
                         duration_s=len(values), wall_s=1.0, updates_sent=sent, updates_applied=applied,
                         mean_packet_bytes=100.0, mean_shadow_packet_bytes=90.0, times_s=times, miou_trace=values)
 
@@ -37,6 +38,6 @@ def test_table_separates_updates_sent_from_applied():
     table = format_table([_result("one_time", [60.0] * 10, sent=1, applied=0),
                           _result("ams_gg10", [70.0] * 10, sent=3, applied=3)])
     header, _, late, adapted, note = table.splitlines()
-    assert header.split()[6:8] == ["sent", "applied"]
-    assert late.split()[4:6] == ["1", "0"] and adapted.split()[4:6] == ["3", "3"]
+    assert header.split()[8:10] == ["sent", "applied"]
+    assert late.split()[5:7] == ["1", "0"] and adapted.split()[5:7] == ["3", "3"]
     assert note.startswith("sent > applied: one_time")

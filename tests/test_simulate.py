@@ -52,3 +52,13 @@ def test_student_teacher_class_mismatch_fails_before_running(short_video, config
     writer.close()
     with pytest.raises(ValueError, match="num_classes"):
         simulate_stream(short_video, f"labels:{tmp_path / 'labels21'}", "tiny", config, STRATEGIES["ams_gg10"])
+
+
+def test_the_device_is_scored_against_truth_and_teacher_apart(short_video, config):
+    """A weak pixel teacher: the student learns its labels, the truth stays the exact labels."""
+    result = simulate_stream(short_video, "tests.teacher_plugins:colour", "tiny", config, STRATEGIES["ams_gg10"])
+    assert 0 < result.teacher_miou < 90
+    assert result.miou != result.miou_vs_teacher
+    assert result.row()["miou_vs_teacher"] == round(result.miou_vs_teacher, 3)
+    exact = simulate_stream(short_video, "oracle", "tiny", config, STRATEGIES["pretrained"])
+    assert exact.teacher_miou == 100.0 and exact.miou == exact.miou_vs_teacher
