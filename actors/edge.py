@@ -19,6 +19,7 @@ import ray
 from ray.exceptions import RayError
 
 from actors.metrics import EdgeMetrics
+from actors.teacher_client import label_with_retry
 from ams_ray.config import AmsConfig
 from ams_ray.datasets import SyntheticSpec, VideoFile
 from ams_ray.edge_client import EdgeClient
@@ -36,9 +37,12 @@ MIOU_WINDOW_S = 10.0  # video seconds behind the exported mIoU gauges
 class EdgeStream:
     def __init__(self, stream_id: str, video: SyntheticSpec | VideoFile, config_json: str, speed: float,
                  max_duration_s: float | None, send_phase_s: float, trainer, call_timeout_s: float,
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, teacher=None, label_key: str | None = None,
+                 teacher_eval_every: int = 4) -> None:
         """`trainer`: the TrainerHost holding this stream. The model arrives with `prepare`,
-        so edge processes start while the trainers still import torch."""
+        so edge processes start while the trainers still import torch. `teacher`: the shared
+        teacher's handle; every `teacher_eval_every`-th scored frame is also scored against its
+        labels (AMS's own protocol), a sample that keeps this extra load on the teacher small."""
         self.config = AmsConfig.model_validate_json(config_json)
         self.stream_id, self.video, self.speed = stream_id, video, speed
         self.max_duration_s, self.call_timeout_s = max_duration_s, call_timeout_s
@@ -49,6 +53,11 @@ class EdgeStream:
         self.pretrained: EdgeModel | None = None  # never updated: the baseline on the very same frames
         self.truth = SyntheticOracle(video) if isinstance(video, SyntheticSpec) else None
         self.pretrained_trace = MiouTrace()
+        self.teacher_vs_truth = MiouTrace()  # the teacher's labels of the same frames against the truth
+        self.teacher, self.label_key, self.teacher_eval_every = teacher, label_key, teacher_eval_every
+        self.teacher_seconds = 0.0  # this stream's share of the teacher's batch time
+        self._evaluations = 0
+        self._teacher_scores: list[asyncio.Task] = []
         self.metrics = EdgeMetrics(stream_id)
         self.reader: VideoReader | None = None
         self._frames_reported = 0
@@ -104,7 +113,7 @@ class EdgeStream:
         if self.frames_done > self._frames_reported:
             self.metrics.frames_played.inc(self.frames_done - self._frames_reported)
             self._frames_reported = self.frames_done
-        await asyncio.gather(*self._uploads)  # each bounded by its own timeout
+        await asyncio.gather(*self._uploads, *self._teacher_scores)  # each bounded by its own timeout
         return self._report(fps)
 
     async def _upload(self, chunk: SampleChunk, sent_wall: float) -> None:
@@ -140,13 +149,29 @@ class EdgeStream:
     def _evaluate(self, index: int, video_s: float, frame: np.ndarray) -> None:
         """Score the live model and the pretrained one on this frame's exact labels."""
         truth = self.truth.label(frame[None], [index])[0]
-        self.client.evaluate(video_s, frame, truth)
+        prediction = self.client.evaluate(video_s, frame, truth)
+        if self.teacher is not None and self._evaluations % self.teacher_eval_every == 0:
+            self._teacher_scores.append(asyncio.ensure_future(
+                self._score_against_teacher(index, video_s, frame, prediction, truth)))
+        self._evaluations += 1
         baseline = self.pretrained.predict(frame[None])[0]
         self.pretrained_trace.add(video_s, frame_miou(truth, baseline, self.client.model.num_classes))
         played = index + 1
         self.metrics.evaluated(played - self._frames_reported, self.client.trace.recent_mean(MIOU_WINDOW_S),
                                self.pretrained_trace.recent_mean(MIOU_WINDOW_S), self.client.sampling_rate_fps)
         self._frames_reported = played
+
+    async def _score_against_teacher(self, index: int, video_s: float, frame: np.ndarray, prediction: np.ndarray,
+                                     truth: np.ndarray) -> None:
+        """Not awaited by the play loop: the reply scores the prediction made when the frame played."""
+        (reply,) = await label_with_retry(self.teacher, [(self.label_key, index, frame)], self.call_timeout_s)
+        if isinstance(reply, Exception):
+            self.metrics.errors.count("teacher_eval_failed")
+            return
+        labels, batch, seconds = reply
+        self.teacher_seconds += seconds / batch
+        self.client.score_against_teacher(video_s, prediction, labels)
+        self.teacher_vs_truth.add(video_s, frame_miou(truth, labels, self.client.model.num_classes))
 
     def _report(self, fps: float) -> dict:
         duration = self.frames_done / fps
@@ -155,6 +180,8 @@ class EdgeStream:
             "stream_id": self.stream_id, "video": getattr(self.video, "name", None) or self.video.key,
             "frames": self.frames_done, "duration_s": duration,
             "miou": trace.mean, "pretrained_miou": self.pretrained_trace.mean,
+            "miou_vs_teacher": self.client.teacher_trace.mean, "teacher_miou": self.teacher_vs_truth.mean,
+            "teacher_evaluations": len(self.teacher_vs_truth.values), "teacher_seconds": self.teacher_seconds,
             "uplink_bytes": bandwidth.uplink_bytes, "downlink_bytes": bandwidth.downlink_bytes,
             "uplink_kbps": bandwidth.uplink_kbps(duration), "downlink_kbps": bandwidth.downlink_kbps(duration),
             "updates_applied": self.client.updates_applied, "rejected_packets": self.client.rejected_packets,

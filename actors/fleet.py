@@ -128,7 +128,8 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     for stream in plan.streams:
         launched.edges[stream.stream_id] = EdgeStream.options(**ray_options(plan.edge)).remote(
             stream.stream_id, stream.video, config_json, config.speed, config.duration_s, stream.send_phase_s,
-            launched.trainers[stream.stream_id], config.call_timeout_s, cache_dir)
+            launched.trainers[stream.stream_id], config.call_timeout_s, cache_dir, handle, stream.label_key,
+            config.teacher_eval_every)
     waiting = {"trainer hosts": (launched.hosts, plan.trainer), "edges": (launched.edges, plan.edge)}
     for role, seconds in _wait_ready(waiting, config.ready_timeout_s, say).items():
         launched.setup_s["trainers" if role == "trainer hosts" else "edges"] = seconds

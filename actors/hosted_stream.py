@@ -46,6 +46,7 @@ class HostedStream:
         self.order = asyncio.Condition()  # one chunk at a time, in sequence order (see in_sequence)
         self.metrics = TrainerMetrics(stream_id)
         self.teacher_batches: list[int] = []
+        self.teacher_seconds = 0.0  # this stream's share of the teacher's batch time
         self.labelled_wall: list[float] = []
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
@@ -103,6 +104,7 @@ class HostedStream:
     def record(self, chunk: SampleChunk, frames: np.ndarray, results: list) -> float:
         """Store the teacher's replies ((labels, batch, seconds) per frame); returns the rate."""
         self.teacher_batches += [batch for _, batch, _ in results]
+        self.teacher_seconds += sum(seconds / batch for _, batch, seconds in results)
         self.labelled_wall.append(time.time())
         return self.session.record(chunk, frames, np.stack([labels for labels, _, _ in results]))
 
@@ -167,7 +169,7 @@ class HostedStream:
                 "chunks": s.chunks, "frames_labelled": s.frames_labelled, "duplicate_chunks": s.duplicate_chunks,
                 "missing_chunks": s.missing_chunks, "unlabelled_chunks": s.unlabelled_chunks, "resyncs": s.resyncs,
                 "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
-                "teacher_batches": self.teacher_batches,
+                "teacher_batches": self.teacher_batches, "teacher_seconds": self.teacher_seconds,
                 "labelled_wall": self.labelled_wall, "checkpoint": self.checkpoint,
                 "resumed_from_packet": self.resumed_from}
 

@@ -90,12 +90,15 @@ class EdgeClient:
         return True
 
     def evaluate(self, time_s: float, frame: np.ndarray, truth: np.ndarray,
-                 teacher_labels: np.ndarray | None = None) -> float:
+                 teacher_labels: np.ndarray | None = None) -> np.ndarray:
         """Score the model the device holds now against the truth (`trace`) and, when given,
-        against the teacher's labels (`teacher_trace`, AMS's own protocol); returns the first."""
+        against the teacher's labels (`teacher_trace`, AMS's own protocol). Returns the
+        prediction, so teacher labels that arrive later can still score it."""
         prediction = self.model.predict(frame[None])[0]
-        score = frame_miou(truth, prediction, self.model.num_classes)
-        self.trace.add(time_s, score)
+        self.trace.add(time_s, frame_miou(truth, prediction, self.model.num_classes))
         if teacher_labels is not None:
-            self.teacher_trace.add(time_s, frame_miou(teacher_labels, prediction, self.model.num_classes))
-        return score
+            self.score_against_teacher(time_s, prediction, teacher_labels)
+        return prediction
+
+    def score_against_teacher(self, time_s: float, prediction: np.ndarray, teacher_labels: np.ndarray) -> None:
+        self.teacher_trace.add(time_s, frame_miou(teacher_labels, prediction, self.model.num_classes))

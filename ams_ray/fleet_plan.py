@@ -47,6 +47,7 @@ class FleetConfig:
     teacher_wait_s: float = 0.02
     teacher_cpus: float = 0.5
     teacher_gpus: float = 0.0
+    teacher_eval_every: int = 4  # every k-th scored frame is also scored against the teacher's labels
     ready_timeout_s: float = 600.0  # actors that are placeable but slow to start (torch imports) are waited for
     cache_dir: Path | None = None  # each node's own video cache (default: ~/.cache/ams-ray there)
     checkpoint_store: str | None = None  # directory or fsspec URL every node reaches; default: local cache

@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 
 from ams_ray.metrics import MiouTrace  # noqa: E402
 
-STREAM_COLUMNS = ("stream_id", "frames", "miou", "pretrained_miou", "miou_gain", "uplink_kbps", "downlink_kbps",
+STREAM_COLUMNS = ("stream_id", "frames", "miou", "pretrained_miou", "miou_gain", "miou_vs_teacher", "uplink_kbps",
+                  "downlink_kbps",
                   "updates_applied", "p95_staleness_s", "max_lag_s", "train_seconds", "failed")
 
 
@@ -61,10 +62,13 @@ def mean_teacher_batch(batch_sizes: list[int]) -> float:
 
 
 def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], clients: int, wall_s: float,
-              speed: float, memory: dict, period_s: float = 10.0, hosts: list[dict] | None = None) -> dict:
+              speed: float, memory: dict, period_s: float = 10.0, hosts: list[dict] | None = None,
+              teacher: str = "", teacher_replicas: int = 1) -> dict:
     """The run's headline figures. Staleness is in wall seconds; `p95_staleness_video_s`
     (x speed) compares it with the training period, which is in video seconds. `memory`
-    comes from `machine_memory`; `hosts` are the trainer hosts' reports (one per process)."""
+    comes from `machine_memory`; `hosts` are the trainer hosts' reports (one per process).
+    mIoU is against the truth; `mean_miou_vs_teacher` against the teacher's labels of a sample
+    of the same frames, and `teacher_miou` is the teacher against the truth there."""
     staleness = [s for e in edges for s in e["staleness_s"]]
     p95 = _percentile(staleness, 95)
     batches = [b for t in trainers for b in t["teacher_batches"]]
@@ -84,6 +88,9 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "mean_miou": float(np.mean([e["miou"] for e in scored])) if scored else math.nan,
         "mean_pretrained_miou": float(np.mean([e["pretrained_miou"] for e in scored])) if scored else math.nan,
         "mean_miou_gain": float(np.mean([e["miou"] - e["pretrained_miou"] for e in scored])) if scored else math.nan,
+        "mean_miou_vs_teacher": _mean_known(e.get("miou_vs_teacher", math.nan) for e in ok),
+        "teacher": teacher,
+        "teacher_miou": _mean_known(e.get("teacher_miou", math.nan) for e in scored),
         "p50_staleness_s": _percentile(staleness, 50),
         "p95_staleness_s": p95,
         "p95_staleness_video_s": p95 * speed,
@@ -93,6 +100,12 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "downlink_kbps": float(np.mean([e["downlink_kbps"] for e in edges])) if edges else math.nan,
         "teacher_frames_per_s": len(batches) / wall_s if wall_s else math.nan,
         "mean_teacher_batch": mean_teacher_batch(batches),
+        "teacher_eval_frames_per_s": sum(e.get("teacher_evaluations", 0) for e in edges) / wall_s if wall_s
+        else math.nan,  # frames edges had labelled only to score against the teacher
+        # seconds the teacher spent in batches (training and scoring frames) per second, per replica
+        "teacher_busy_fraction": (sum(t.get("teacher_seconds", 0.0) for t in trainers)
+                                  + sum(e.get("teacher_seconds", 0.0) for e in edges)) / (wall_s * teacher_replicas)
+        if wall_s else math.nan,
         "trainer_busy_fraction": float(np.mean([t["train_seconds"] for t in trainers])) / wall_s if trainers else math.nan,
         # machine-wide (total - available), Ray's own processes included; GiB = 2**30 bytes
         "peak_memory_gib": peak,
@@ -124,6 +137,11 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
     }
 
 
+def _mean_known(values) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return float(np.mean(known)) if known else math.nan
+
+
 def stream_rows(edges: list[dict], trainers: list[dict], failed: dict[str, str]) -> list[dict]:
     train_seconds = {t["stream_id"]: t["train_seconds"] for t in trainers}
     rows = []
@@ -131,6 +149,7 @@ def stream_rows(edges: list[dict], trainers: list[dict], failed: dict[str, str])
         rows.append({
             "stream_id": e["stream_id"], "frames": e["frames"], "miou": round(e["miou"], 3),
             "pretrained_miou": round(e["pretrained_miou"], 3), "miou_gain": round(e["miou"] - e["pretrained_miou"], 3),
+            "miou_vs_teacher": round(e.get("miou_vs_teacher", math.nan), 3),
             "uplink_kbps": round(e["uplink_kbps"], 3), "downlink_kbps": round(e["downlink_kbps"], 3),
             "updates_applied": e["updates_applied"], "p95_staleness_s": round(_percentile(e["staleness_s"], 95), 3),
             "max_lag_s": round(e["max_lag_s"], 3), "train_seconds": round(train_seconds.get(e["stream_id"], 0.0), 3),

@@ -140,7 +140,8 @@ def main(argv=None) -> int:
             ray.shutdown()
     summary = summarize(result.edges, result.trainers, result.failed, args.clients, result.wall_s, args.speed,
                         machine_memory(result.node_memory, result.started_wall),
-                        AmsConfig.for_profile(config.profile).training.period_s, result.hosts)
+                        AmsConfig.for_profile(config.profile).training.period_s, result.hosts,
+                        config.teacher, config.teacher_replicas)
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
     summary["lockstep"] = args.lockstep

@@ -30,5 +30,7 @@ def test_device_samples_at_its_rate_uploads_per_period_and_survives_bad_packets(
     assert not edge.apply_packet(corrupt) and "checksum" in edge.rejected_packets[0]
     assert edge.apply_packet(packet) and edge.updates_applied == 1
     assert edge.sampling_rate_fps == 0.5, "the rate rides on the packet"
-    score = edge.evaluate(0.0, video.frame(0), video.labels(0))
-    assert 0 <= score <= 100 and edge.trace.values == [score]
+    prediction = edge.evaluate(0.0, video.frame(0), video.labels(0), teacher_labels=np.zeros((64, 128), np.uint8))
+    assert prediction.shape == (64, 128)
+    assert len(edge.trace.values) == len(edge.teacher_trace.values) == 1
+    assert 0 <= edge.trace.values[0] <= 100 and edge.trace.values != edge.teacher_trace.values

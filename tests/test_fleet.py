@@ -13,16 +13,22 @@ from ams_ray.students import build_student
 
 
 def test_streams_adapt_end_to_end_in_one_host_on_the_gpu(ray_local, cache_dir, tmp_path):
-    """On a (logical) GPU both streams share one trainer host, which fuses their rounds."""
+    """On a (logical) GPU both streams share one trainer host, which fuses their rounds. The
+    teacher labels pixels (a weak colour model), so the truth and the teacher differ."""
     config = FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=500,
-                         teacher_cpus=0.5, checkpoint_store=str(tmp_path / "store"), lockstep=True)
+                         teacher="tests.teacher_plugins:colour", teacher_cpus=0.5,
+                         checkpoint_store=str(tmp_path / "store"), lockstep=True)
     result = run_fleet(config)
     assert {n["NodeManagerAddress"] for n in ray_local.nodes()} == {"127.0.0.1"}
     assert result.failed == {}
     assert not any(edge["torch_loaded"] for edge in result.edges), "edges must never import torch"
     summary = summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 2.0,
-                        machine_memory(result.node_memory, result.started_wall), hosts=result.hosts)
+                        machine_memory(result.node_memory, result.started_wall), hosts=result.hosts,
+                        teacher=config.teacher)
     assert summary["completed"] == 2 and summary["scored"] == 2
+    assert summary["teacher"] == "tests.teacher_plugins:colour" and 0 < summary["teacher_miou"] < 90
+    assert summary["mean_miou_vs_teacher"] != summary["mean_miou"]
+    assert summary["teacher_busy_fraction"] > 0 and summary["teacher_eval_frames_per_s"] > 0
     assert summary["peak_memory_gib"] >= summary["baseline_memory_gib"] > 0
     for edge in result.edges:
         assert edge["frames"] == 450 and edge["updates_applied"] >= 2

@@ -40,6 +40,26 @@ def test_teacher_batches_frames_from_concurrent_callers(teacher, short_video):
     assert handle.num_classes.remote(short_video.label_key).result(timeout_s=60) == 7
 
 
+def test_the_network_teacher_labels_the_pixels_it_is_sent(teacher, short_video, tmp_path):
+    """The same video key and frame index with other pixels gets other labels: the deployment
+    runs the model on the frames, unlike the oracle above."""
+    import torch
+
+    from ams_ray.synthetic import SyntheticVideo
+    from ams_ray.teacher_network import TeacherNet
+
+    torch.manual_seed(0)
+    weights = tmp_path / "teacher.pt"
+    torch.save(TeacherNet().state_dict(), weights)
+    handle = teacher(f"network:{weights}", max_batch_size=8, batch_wait_s=0.05)
+    frame = SyntheticVideo(7, duration_s=40.0, fps=15.0, height=64, width=128).frame(5)
+    inverted = 255 - frame
+    first, second, again = (handle.label.remote((short_video.label_key, 5, f)).result(timeout_s=120)[0]
+                            for f in (frame, inverted, frame))
+    assert first.shape == (64, 128) and np.array_equal(first, again)
+    assert not np.array_equal(first, second)
+
+
 def test_a_bad_request_fails_alone_and_its_batch_mates_get_labels(teacher, short_video):
     handle = teacher("oracle", max_batch_size=8, batch_wait_s=0.2)
     frame = np.zeros((64, 128, 3), np.uint8)
