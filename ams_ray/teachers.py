@@ -228,11 +228,11 @@ class TeacherPool:
 
     def __init__(self, spec: str, device: str = "cpu") -> None:
         self.spec, self.device = spec, device
-        self._per_video = spec == "oracle" or spec.startswith("labels:")
+        self.cached = spec == "oracle" or spec.startswith("labels:")  # per video, no model
         self._teachers: dict[str | None, Teacher] = {}
 
     def teacher_for(self, source_key: str | None) -> Teacher:
-        key = source_key if self._per_video else None
+        key = source_key if self.cached else None
         if key not in self._teachers:
             self._teachers[key] = build_teacher(self.spec, source_key, self.device)
         return self._teachers[key]

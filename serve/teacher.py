@@ -12,6 +12,7 @@ was in flight on it once (`actors/trainer.py`).
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -27,8 +28,13 @@ UNHEALTHY_AFTER_FAILED_BATCHES = 3  # in a row: the replica's teacher is broken,
 
 @serve.deployment(name=DEPLOYMENT_NAME)
 class TeacherDeployment:
-    def __init__(self, spec: str, max_batch_size: int, batch_wait_s: float, device: str = "cpu") -> None:
+    def __init__(self, spec: str, max_batch_size: int, batch_wait_s: float, device: str = "cpu",
+                 threads: int = 1) -> None:
         self.pool = TeacherPool(spec, device)
+        if not self.pool.cached:  # a model: as many torch threads as the replica has CPUs
+            import torch
+
+            torch.set_num_threads(threads)
         self._label_batch.set_max_batch_size(max_batch_size)
         self._label_batch.set_batch_wait_timeout_s(batch_wait_s)
         self._queued = 0
@@ -73,6 +79,13 @@ class TeacherDeployment:
         if self._failed_batches >= UNHEALTHY_AFTER_FAILED_BATCHES:
             raise RuntimeError(f"teacher {self.pool.spec!r}: the last {self._failed_batches} batches all failed")
 
+    def process(self) -> dict:
+        """The replica's process id and torch threads, for benchmarks that pin it to cores."""
+        import sys
+
+        threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+        return {"pid": os.getpid(), "torch_threads": threads}
+
     async def num_classes(self, label_key: str | None = None) -> int:
         return self.pool.teacher_for(label_key).num_classes
 
@@ -93,4 +106,4 @@ def teacher_app(
         num_replicas=replicas,
         max_ongoing_requests=max(2 * max_batch_size, 16),
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": custom_resources or {}},
-    ).bind(spec, max_batch_size, batch_wait_s, device)
+    ).bind(spec, max_batch_size, batch_wait_s, device, max(1, round(num_cpus)))
