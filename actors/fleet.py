@@ -110,7 +110,8 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     cpus, gpus = plan.teacher.get("CPU", 0.0), plan.teacher.get("GPU", 0.0)
     custom = {k: v for k, v in plan.teacher.items() if k not in ("CPU", "GPU")}
     handle = serve.run(teacher_app(config.teacher, config.teacher_replicas, config.teacher_batch,
-                                   config.teacher_wait_s, cpus, gpus, custom), name=APP_NAME, route_prefix=None)
+                                   config.teacher_wait_s, cpus, gpus, custom, config.teacher_max_replicas),
+                       name=APP_NAME, route_prefix=None)
     num_classes = handle.num_classes.remote(plan.streams[0].label_key).result(timeout_s=config.ready_timeout_s)
     launched.setup_s["teacher"] = time.time() - phase
     say(f"teacher ready in {launched.setup_s['teacher']:.0f} s")

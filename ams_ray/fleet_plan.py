@@ -42,7 +42,8 @@ class FleetConfig:
     fusion_window_s: float = 0.25  # rounds falling due this close together train as one fused step
     lockstep: bool = False  # every stream's send schedule in phase (the old behaviour); default: staggered
     cpus_per_edge: float = 0.01
-    teacher_replicas: int = 1
+    teacher_replicas: int = 1  # fixed, or the least when autoscaling
+    teacher_max_replicas: int | None = None  # given: Serve autoscales between the two on ongoing requests
     teacher_batch: int = 8
     teacher_wait_s: float = 0.02
     teacher_cpus: float = 0.5
@@ -154,7 +155,10 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
     if per_host < 1:
         raise ValueError(f"streams per trainer must be at least 1, got {per_host}")
     host_count = math.ceil(config.clients / per_host)
-    spare = trainer_cpus - config.teacher_cpus * config.teacher_replicas - edges_share
+    teacher_replicas = config.teacher_max_replicas or config.teacher_replicas  # room for the most
+    if teacher_replicas < config.teacher_replicas:
+        raise ValueError(f"teacher_max_replicas {teacher_replicas} is below teacher_replicas {config.teacher_replicas}")
+    spare = trainer_cpus - config.teacher_cpus * teacher_replicas - edges_share
     cpus_per_trainer = config.cpus_per_trainer or min(1.0, max(0.001, round(0.9 * spare / host_count, 3)))
     trainer = trainer_resources(cluster_gpus, host_count, config.gpus_per_trainer, cpus_per_trainer, server_role)
     edge = {"CPU": config.cpus_per_edge, **({edge_role: 0.001} if edge_role else {})}
@@ -178,7 +182,7 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
         edge=edge,
         teacher=teacher,
         demands=[Demand("trainer host", host_count, trainer), Demand("edge", config.clients, edge),
-                 Demand("teacher replica", config.teacher_replicas, teacher)],
+                 Demand("teacher replica", teacher_replicas, teacher)],
         trainer_settings=TrainerSettings(f"{store.rstrip('/')}/{run_id}", config.checkpoint_window_s,
                                          config.call_timeout_s, fused, config.fusion_window_s),
         deadline_s=config.deadline_s or default_deadline_s(config.duration_s, config.speed),

@@ -58,7 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gpus-per-trainer", type=float, default=None,
                    help="GPU fraction per trainer; given alone, one stream per trainer")
     p.add_argument("--streams-per-gpu", type=int, default=None, help="sets --gpus-per-trainer to 1/N")
-    p.add_argument("--teacher-replicas", type=int, default=1)
+    p.add_argument("--teacher-replicas", type=int, default=1, help="fixed, or the least with --teacher-max-replicas")
+    p.add_argument("--teacher-max-replicas", type=int, default=None,
+                   help="autoscale the teacher on ongoing requests from --teacher-replicas up to this")
     p.add_argument("--teacher-batch", type=int, default=8)
     p.add_argument("--teacher-gpus", type=float, default=0.0)
     p.add_argument("--seed-base", type=int, default=0)
@@ -117,6 +119,7 @@ def main(argv=None) -> int:
                          student=args.student, strategy=args.strategy, scheduler=args.scheduler, videos=args.videos,
                          gpus_per_trainer=args.gpus_per_trainer, streams_per_trainer=args.streams_per_trainer,
                          fused=args.fused, lockstep=args.lockstep, teacher_replicas=args.teacher_replicas,
+                         teacher_max_replicas=args.teacher_max_replicas,
                          teacher_batch=args.teacher_batch, teacher_gpus=args.teacher_gpus, seed_base=args.seed_base,
                          cache_dir=args.cache_dir, checkpoint_store=args.checkpoint_store, checkpoint_window_s=args.checkpoint_window_s,
                          deadline_s=args.deadline_s, faults=args.fault, metrics_flush_s=args.metrics_flush_s)

@@ -98,12 +98,17 @@ def teacher_app(
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     custom_resources: dict[str, float] | None = None,
+    max_replicas: int | None = None,
 ):
     """The bound application; `max_ongoing_requests` is kept >= 2x the batch, or Serve
-    would hand each replica too few requests to ever fill a batch."""
+    would hand each replica too few requests to ever fill a batch. With `max_replicas`, Serve
+    autoscales from `replicas` up to it, aiming at one full batch ongoing per replica."""
     device = "cuda" if num_gpus > 0 else "cpu"
+    scaling = ({"autoscaling_config": {"min_replicas": replicas, "max_replicas": max_replicas,
+                                       "target_ongoing_requests": max_batch_size}}
+               if max_replicas else {"num_replicas": replicas})
     return TeacherDeployment.options(
-        num_replicas=replicas,
+        **scaling,
         max_ongoing_requests=max(2 * max_batch_size, 16),
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": custom_resources or {}},
     ).bind(spec, max_batch_size, batch_wait_s, device, max(1, round(num_cpus)))

@@ -58,3 +58,14 @@ def test_send_phases_are_seeded_and_spread_unless_in_lockstep():
     assert phases == send_phases(64, 10.0, seed=0, lockstep=False) != send_phases(64, 10.0, seed=1, lockstep=False)
     assert all(0.0 < p <= 10.0 for p in phases) and max(phases) - min(phases) > 8.0
     assert send_phases(3, 10.0, seed=0, lockstep=True) == [10.0] * 3
+
+
+def test_an_autoscaled_teacher_is_placed_for_its_most_replicas():
+    nodes = [{"CPU": 2.0}]
+    fixed = plan_fleet(FleetConfig(clients=2, teacher_replicas=1), nodes)
+    scaled = plan_fleet(FleetConfig(clients=2, teacher_replicas=1, teacher_max_replicas=3), nodes)
+    assert [d.count for d in fixed.demands if d.role == "teacher replica"] == [1]
+    assert [d.count for d in scaled.demands if d.role == "teacher replica"] == [3]
+    assert scaled.trainer["CPU"] < fixed.trainer["CPU"], "the replicas it may add are kept free"
+    with pytest.raises(ValueError, match="teacher_max_replicas 1 is below teacher_replicas 2"):
+        plan_fleet(FleetConfig(clients=2, teacher_replicas=2, teacher_max_replicas=1), nodes)

@@ -60,6 +60,19 @@ def test_the_network_teacher_labels_the_pixels_it_is_sent(teacher, short_video, 
     assert not np.array_equal(first, second)
 
 
+def test_an_autoscaled_teacher_serves_within_its_bounds(teacher, short_video):
+    from actors.fault_injection import teacher_replicas
+
+    handle = teacher("oracle", max_batch_size=4, batch_wait_s=0.05, replicas=1, max_replicas=2)
+    frame = np.zeros((64, 128, 3), np.uint8)
+    replies = [r.result(timeout_s=60) for r in [handle.label.remote((short_video.label_key, i, frame))
+                                                 for i in range(16)]]
+    assert all(labels.shape == (64, 128) for labels, _, _ in replies)
+    assert 1 <= len(teacher_replicas()) <= 2
+    (deployment,) = serve.status().applications[APP_NAME].deployments.values()
+    assert deployment.status == "HEALTHY"
+
+
 def test_a_bad_request_fails_alone_and_its_batch_mates_get_labels(teacher, short_video):
     handle = teacher("oracle", max_batch_size=8, batch_wait_s=0.2)
     frame = np.zeros((64, 128, 3), np.uint8)
