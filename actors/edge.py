@@ -27,7 +27,7 @@ from ams_ray.edge_runtime import EdgeModel
 from ams_ray.messages import SampleChunk
 from ams_ray.metrics import MiouTrace, frame_miou
 from ams_ray.process_memory import own_memory_mb
-from ams_ray.teachers import SyntheticOracle
+from ams_ray.teachers import CachedLabelTeacher, SyntheticOracle, Teacher
 from ams_ray.video import VideoReader
 
 MIOU_WINDOW_S = 10.0  # video seconds behind the exported mIoU gauges
@@ -51,7 +51,8 @@ class EdgeStream:
         self.trainer = trainer
         self.client: EdgeClient | None = None
         self.pretrained: EdgeModel | None = None  # never updated: the baseline on the very same frames
-        self.truth = SyntheticOracle(video) if isinstance(video, SyntheticSpec) else None
+        self.truth: Teacher | None = (SyntheticOracle(video) if isinstance(video, SyntheticSpec)
+                                      else CachedLabelTeacher(video.truth) if video.truth else None)
         self.pretrained_trace = MiouTrace()
         self.teacher_vs_truth = MiouTrace()  # the teacher's labels of the same frames against the truth
         self.teacher, self.label_key, self.teacher_eval_every = teacher, label_key, teacher_eval_every

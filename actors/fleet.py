@@ -24,7 +24,7 @@ from actors.fault_injection import inject
 from actors.node_memory import start_probes
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
-from ams_ray.datasets import VideoFile
+from ams_ray.datasets import read_videos
 from ams_ray.student_spec import StudentSpec
 from ams_ray.faults import Fault
 from ams_ray.fleet_plan import FleetConfig, FleetPlan, plan_fleet
@@ -75,7 +75,7 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
     `on_started(edges, trainers)` once the streams run, with their actor handles by stream id
     (where a caller attaches its own probes). Faults in `config.faults` are injected here.
     """
-    videos = [VideoFile.read(p) for p in config.videos] if config.videos else None
+    videos = read_videos(config.videos, config.truth) if config.videos else None
     student = StudentSpec.read(config.student)  # weights travel as bytes, like videos
     plan = plan_fleet(config, alive_node_resources(), videos)
     ensure_fits(plan.demands)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ams_ray.label_store import LabelStore
+from ams_ray.label_store import LabelArchive, LabelStore
 from ams_ray.synthetic import CLASS_NAMES, NUM_CLASSES, SyntheticVideo
 from ams_ray.video import write_video
 
@@ -64,17 +64,26 @@ class SyntheticSpec:
 
 @dataclass(frozen=True)
 class VideoFile:
-    """A camera file shipped by value to wherever its stream plays (its name is for messages)."""
+    """A camera file shipped by value to wherever its stream plays (its name is for messages),
+    with the truth labels to score it by, when there are any."""
 
     name: str
     data: bytes
+    truth: LabelArchive | None = None
 
     @classmethod
-    def read(cls, path: str | Path) -> "VideoFile":
+    def read(cls, path: str | Path, truth: str | Path | None = None) -> "VideoFile":
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"video file not found: {path}")
-        return cls(path.name, path.read_bytes())
+        return cls(path.name, path.read_bytes(), LabelArchive.read_directory(truth) if truth else None)
+
+
+def read_videos(paths: list[Path], truth: list[Path] | None = None) -> list[VideoFile]:
+    """The real videos of a fleet, each with its truth label directory when `truth` is given."""
+    if truth is not None and len(truth) != len(paths):
+        raise ValueError(f"{len(truth)} truth label directories for {len(paths)} videos: give one per video, in order")
+    return [VideoFile.read(p, t) for p, t in zip(paths, truth or [None] * len(paths))]
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ class FleetConfig:
     profile: str = "cpu"
     seed_base: int = 0
     videos: list[Path] | None = None  # real videos, one per stream (the embedded default when None)
+    truth: list[Path] | None = None  # label directories that score the real videos, one per video
     gpus_per_trainer: float | None = None  # given: one stream per trainer on that GPU fraction
     cpus_per_trainer: float | None = None
     streams_per_trainer: int | None = None  # default: see default_streams_per_trainer

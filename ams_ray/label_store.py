@@ -8,7 +8,9 @@ compresses label maps ~50x; per frame so a stream can read just the frames it sa
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -54,13 +56,39 @@ class LabelStore:
     def read(self, index: int) -> np.ndarray:
         if not 0 <= index < self.num_frames:
             raise IndexError(f"frame {index} has no label in {self.root} ({self.num_frames} frames)")
-        labels = np.asarray(Image.open(self.path(index)))
-        if labels.size and int(labels.max()) >= self.num_classes:
-            raise ValueError(
-                f"label id {int(labels.max())} in {self.path(index)} is out of range for "
-                f"{self.num_classes} classes; the labels were made for another class set"
-            )
-        return labels
+        return _decoded(self.path(index), self.num_classes, str(self.path(index)))
+
+
+@dataclass(frozen=True)
+class LabelArchive:
+    """A label directory as data, its PNGs' bytes: how truth labels reach a process on a node
+    that does not have the directory. Reads like a `LabelStore`."""
+
+    name: str
+    num_classes: int
+    frames: tuple[bytes, ...]
+
+    @classmethod
+    def read_directory(cls, root: str | Path) -> "LabelArchive":
+        store = LabelStore(root)
+        return cls(str(root), store.num_classes, tuple(store.path(i).read_bytes() for i in range(store.num_frames)))
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def read(self, index: int) -> np.ndarray:
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame {index} has no label in {self.name} ({self.num_frames} frames)")
+        return _decoded(io.BytesIO(self.frames[index]), self.num_classes, f"frame {index} of {self.name}")
+
+
+def _decoded(png: Path | io.BytesIO, num_classes: int, where: str) -> np.ndarray:
+    labels = np.asarray(Image.open(png))
+    if labels.size and int(labels.max()) >= num_classes:
+        raise ValueError(f"label id {int(labels.max())} in {where} is out of range for {num_classes} classes; "
+                         "the labels were made for another class set")
+    return labels
 
 
 class LabelWriter:

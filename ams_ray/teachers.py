@@ -23,7 +23,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ams_ray.datasets import SyntheticSpec
-from ams_ray.label_store import LabelStore, resize_labels
+from ams_ray.label_store import LabelArchive, LabelStore, resize_labels
 from ams_ray.synthetic import NUM_CLASSES
 
 TORCHVISION_TEACHERS = ("deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large")
@@ -49,7 +49,7 @@ class TeacherPluginError(ValueError):
 class CachedLabelTeacher:
     """Reads precomputed labels (the original's extract_labels workflow, or synthetic truth)."""
 
-    def __init__(self, store: LabelStore) -> None:
+    def __init__(self, store: LabelStore | LabelArchive) -> None:
         self.store = store
         self.num_classes = store.num_classes
 

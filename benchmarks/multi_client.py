@@ -32,6 +32,10 @@ from ams_ray.config import AmsConfig  # noqa: E402
 from ams_ray.fleet_report import machine_memory, stream_rows, summarize, write_report  # noqa: E402
 
 
+def _label_directory(text: str) -> Path:
+    return Path(text.removeprefix("labels:"))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=4)
@@ -42,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="oracle (exact labels of synthetic videos) | torchvision:NAME:WEIGHTS | MODULE:FACTORY")
     p.add_argument("--videos", nargs="+", type=Path, default=None,
                    help="one real video per client, shipped as bytes to its edge (scored only where truth exists)")
+    p.add_argument("--truth", nargs="+", type=_label_directory, default=None, metavar="labels:DIR",
+                   help="with --videos: one label directory per video (in order) that scores it, apart from the teacher")
     p.add_argument("--student", default="tiny")
     p.add_argument("--strategy", default="ams_gg10")
     p.add_argument("--scheduler", default="round_robin", choices=["concurrent", "round_robin"],
@@ -117,6 +123,7 @@ def main(argv=None) -> int:
     connect(args.address, num_cpus=args.num_cpus, metrics_export_port=args.metrics_port)
     config = FleetConfig(clients=args.clients, duration_s=args.duration, speed=args.speed, teacher=args.teacher,
                          student=args.student, strategy=args.strategy, scheduler=args.scheduler, videos=args.videos,
+                         truth=args.truth,
                          gpus_per_trainer=args.gpus_per_trainer, streams_per_trainer=args.streams_per_trainer,
                          fused=args.fused, lockstep=args.lockstep, teacher_replicas=args.teacher_replicas,
                          teacher_max_replicas=args.teacher_max_replicas,

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 
 from ams_ray.datasets import materialize_synthetic, resolve_video
@@ -37,3 +38,21 @@ def test_a_video_without_labels_is_completed_with_them_when_asked(tmp_path):
     assert bare.path.is_file() and not (bare.path.parent / "labels").exists()
     full = spec.materialize(tmp_path)
     assert full.path == bare.path and (full.path.parent / "labels" / "meta.json").is_file()
+
+
+def test_real_videos_carry_their_truth_as_bytes(short_video, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from ams_ray.datasets import read_videos
+    from ams_ray.label_store import LabelStore
+
+    labels = tmp_path / "truth"
+    shutil.copytree(short_video.path.parent / "labels", labels)
+    (video,) = read_videos([short_video.path], [labels])
+    expected = LabelStore(labels).read(17)
+    shutil.rmtree(labels)
+    assert video.truth.num_frames == 600 and np.array_equal(video.truth.read(17), expected)
+    with pytest.raises(ValueError, match="1 truth label directories for 2 videos"):
+        read_videos([short_video.path, short_video.path], [labels])

@@ -1,5 +1,7 @@
 """Fleets on a real loopback Ray cluster: the data path end to end, and what each fault costs."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -120,17 +122,24 @@ def test_an_unwritable_checkpoint_store_is_reported_and_streams_go_on(ray_local,
 
 
 def test_a_corrupt_video_fails_its_stream_alone(ray_local, cache_dir, tmp_path):
-    """Real files, shipped as bytes; a pixel teacher (no exact labels), so streams are not scored."""
+    """Real files with their truth labels, shipped as bytes (the label directory is deleted
+    once the streams start, before any frame is scored); a pixel teacher. The good stream is
+    scored against its truth and the teacher apart."""
     good = SyntheticSpec(520, 30.0, 128, 256).materialize(cache_dir).path
+    truth = tmp_path / "truth"
+    shutil.copytree(good.parent / "labels", truth)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(good.read_bytes()[:2000])  # a truncated upload of a real file
-    result = run_fleet(FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=520,
-                                   teacher="tests.teacher_plugins:colour", teacher_cpus=0.5,
-                                   videos=[good, broken], checkpoint_store=str(tmp_path / "store")))
+    config = FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=520,
+                         teacher="tests.teacher_plugins:colour", teacher_cpus=0.5, videos=[good, broken],
+                         truth=[truth, truth], checkpoint_store=str(tmp_path / "store"))
+    result = run_fleet(config, on_started=lambda edges, trainers: shutil.rmtree(truth))
+    assert not truth.exists()
     assert set(result.failed) == {"stream-521"}
     assert "broken.mp4" in result.failed["stream-521"] and "corrupt" in result.failed["stream-521"]
     (edge,) = result.edges
     assert edge["stream_id"] == "stream-520" and edge["frames"] == 450 and edge["updates_applied"] >= 2
+    assert 0 <= edge["miou"] <= 100 and 0 < edge["teacher_miou"] < 90 and edge["miou_vs_teacher"] != edge["miou"]
 
 
 @pytest.mark.slow
