@@ -56,3 +56,21 @@ def test_nodes_of_one_machine_count_once_and_machines_add_up():
                {"hostname": "b", "samples": [(0.0, 1.0), (1.0, 5.0)]}]
     memory = machine_memory(reports, started_wall=0.5)
     assert memory["machines"] == 2 and memory["peak_memory_gib"] == 8.0 and memory["baseline_memory_gib"] == 8.0
+
+
+def test_truth_teacher_and_the_teachers_busy_time_are_reported_apart():
+    edges = [{**_edge("s0", 80.0, 70.0, [1.0]), "miou_vs_teacher": 85.0, "teacher_miou": 90.0,
+              "teacher_evaluations": 10, "teacher_seconds": 1.0},
+             {**_edge("s1", 76.0, 70.0, [1.0]), "miou_vs_teacher": float("nan"), "teacher_miou": float("nan"),
+              "teacher_evaluations": 0, "teacher_seconds": 0.0}]  # its teacher replies all failed
+    trainers = [{"stream_id": s, "train_seconds": 1.0, "teacher_batches": [4] * 4, "teacher_seconds": 2.0,
+                 "restarted": False, "unlabelled_chunks": 0, "checkpoint": {"written": 1}, "rounds": 1}
+                for s in ("s0", "s1")]
+    summary = summarize(edges, trainers, {}, 2, 10.0, 1.0, {}, teacher="network", teacher_replicas=2)
+    assert summary["mean_miou"] == pytest.approx(78.0) and summary["mean_miou_gain"] == pytest.approx(8.0)
+    assert summary["mean_miou_vs_teacher"] == 85.0 and summary["teacher_miou"] == 90.0
+    assert summary["teacher"] == "network"
+    assert summary["teacher_eval_frames_per_s"] == pytest.approx(1.0)
+    assert summary["teacher_busy_fraction"] == pytest.approx((2.0 + 2.0 + 1.0) / (10.0 * 2))
+    rows = stream_rows(edges, trainers, {})
+    assert rows[0]["miou_vs_teacher"] == 85.0
