@@ -71,7 +71,7 @@ class SyntheticOracle:
 
 
 class TorchvisionTeacher:
-    """A torchvision segmentation model run at the frames' resolution."""
+    """A torchvision segmentation model run at the frames' resolution (fp16 autocast on a GPU)."""
 
     def __init__(self, name: str, weights: str | None, device: str = "cpu") -> None:
         import torch
@@ -102,7 +102,7 @@ class TorchvisionTeacher:
 
     def label(self, frames: np.ndarray, frame_indices: Sequence[int]) -> np.ndarray:
         torch = self._torch
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cuda", enabled=self.device.startswith("cuda")):
             x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float()
             out = self.model((x - self._mean) / self._std)["out"]
             return out.argmax(1).to(torch.uint8).cpu().numpy()
