@@ -16,7 +16,8 @@ from ams_ray.config import AmsConfig, Profile
 
 STUDENT_HELP = ("tiny | lraspp_mobilenet_v3_large | deeplabv3_mobilenet_v3_large, as NAME:WEIGHTS.pth or "
                 "NAME:scratch; plain tiny is the embedded 7-class student")
-TEACHER_HELP = "oracle | labels:DIR | torchvision:NAME:WEIGHTS | MODULE:FACTORY (a plugin, see the README)"
+TEACHER_HELP = ("network[:WEIGHTS] | oracle | labels:DIR | torchvision:NAME:WEIGHTS | MODULE:FACTORY "
+                "(a plugin, see the README)")
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -30,10 +31,12 @@ def _compare(args: argparse.Namespace) -> int:
         settings.setdefault("training", {})["one_time_window_s"] = args.one_time_window
     config = config.with_overrides(packet_format=args.packet_format, eval_every=args.eval_every,
                                    link={"downlink_kbps": args.link_kbps}, **settings)
-    if args.video != "synthetic" and args.teacher == "oracle":
+    if args.video != "synthetic" and args.teacher in (None, "oracle"):
         print("error: a real video needs --teacher (labels:DIR, torchvision:NAME:WEIGHTS or MODULE:FACTORY); "
-              "'oracle' exists only for synthetic videos", file=sys.stderr)
+              "'oracle' exists only for synthetic videos, and the default 'network' knows only their classes",
+              file=sys.stderr)
         return 2
+    args.teacher = args.teacher or "network"
     source = resolve_video(args.video, args.seed, args.duration, config.video.height, config.video.width)
     if args.video != "synthetic":
         _note_squash(source.path, config)
@@ -145,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--video", default="synthetic", help="'synthetic' (embedded default) or a video file")
     compare.add_argument("--seed", type=int, default=0, help="synthetic video seed (below 100000)")
     compare.add_argument("--duration", type=float, default=300.0, help="seconds of video to use")
-    compare.add_argument("--teacher", default="oracle", help=TEACHER_HELP)
+    compare.add_argument("--teacher", default=None,
+                         help=f"{TEACHER_HELP}; default for synthetic video: network (the embedded teacher network)")
     compare.add_argument("--truth", default=None,
                          help="labels to score against, apart from the teacher: oracle (exact labels, the default for "
                               "synthetic video) or labels:DIR; default for a real video: the teacher's own labels")

@@ -33,15 +33,20 @@ def main() -> int:
         wall = time.perf_counter() - began
         rows = {r["strategy"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
         entry = {"seed": seed, "wall_s": round(wall, 1), "rows": rows}
+        document = json.loads((out / "results.json").read_text())
+        entry["teacher"], entry["truth"], entry["teacher_miou"] = (document["teacher"], document["truth"],
+                                                                   document["teacher_miou"])
         if {"ams_gg10", "pretrained"} <= rows.keys():
             entry["gg10_gain_vs_pretrained"] = round(rows["ams_gg10"]["miou"] - rows["pretrained"]["miou"], 2)
+            entry["gg10_gain_vs_pretrained_by_teacher"] = round(
+                rows["ams_gg10"]["miou_vs_teacher"] - rows["pretrained"]["miou_vs_teacher"], 2)
         if {"ams_gg10", "one_time"} <= rows.keys():
             entry["gg10_gain_vs_one_time"] = round(rows["ams_gg10"]["miou"] - rows["one_time"]["miou"], 2)
         summary.append(entry)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     strategies = list(summary[0]["rows"])
-    print("\nmIoU per seed (uplink / downlink Kbps of ams_gg10 in the last columns)")
+    print(f"\nmIoU against {summary[0]['truth']} per seed, learning from {summary[0]['teacher']}")
     print(f"{'seed':>4} " + " ".join(f"{s:>16}" for s in strategies) + f" {'wall s':>7}")
     for entry in summary:
         cells = " ".join(f"{entry['rows'][s]['miou']:16.2f}" for s in strategies)
@@ -53,8 +58,10 @@ def main() -> int:
             gains.append(entry["gg10_gain_vs_pretrained"])
             versus_one_time = (f", {entry['gg10_gain_vs_one_time']:+.2f} vs one_time"
                                if "gg10_gain_vs_one_time" in entry else "")
+            teacher = (f" (against the teacher's labels {entry['gg10_gain_vs_pretrained_by_teacher']:+.2f}; "
+                       f"teacher {entry['teacher_miou']:.2f} against the truth)" if entry["teacher_miou"] else "")
             print(f"seed {entry['seed']}: ams_gg10 {entry['gg10_gain_vs_pretrained']:+.2f} vs pretrained"
-                  f"{versus_one_time}, up {gg['uplink_kbps']:.1f} Kbps, down {gg['downlink_kbps']:.1f} Kbps")
+                  f"{teacher}{versus_one_time}, up {gg['uplink_kbps']:.1f} Kbps, down {gg['downlink_kbps']:.1f} Kbps")
     if gains:
         print(f"mean ams_gg10 gain vs pretrained over {len(gains)} seeds: {sum(gains) / len(gains):+.2f}")
     return 0

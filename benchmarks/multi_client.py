@@ -42,8 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=300.0, help="seconds of video per stream")
     p.add_argument("--speed", type=float, default=1.0, help="video seconds per wall second (1.0 = real time)")
     p.add_argument("--address", default=None, help="auto or HOST:PORT to join a cluster; default: start one on loopback")
-    p.add_argument("--teacher", default="oracle",
-                   help="oracle (exact labels of synthetic videos) | torchvision:NAME:WEIGHTS | MODULE:FACTORY")
+    p.add_argument("--teacher", default="network",
+                   help="network (the embedded teacher network, labelling pixels) | oracle (exact labels of "
+                        "synthetic videos, no work) | labels:DIR | torchvision:NAME:WEIGHTS | MODULE:FACTORY")
     p.add_argument("--videos", nargs="+", type=Path, default=None,
                    help="one real video per client, shipped as bytes to its edge (scored only where truth exists)")
     p.add_argument("--truth", nargs="+", type=_label_directory, default=None, metavar="labels:DIR",

@@ -33,3 +33,20 @@ def test_the_network_labels_from_the_pixels(weights_file):
 def test_a_missing_weights_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="weights file not found"):
         build_teacher(f"network:{tmp_path / 'none.pt'}")
+
+
+def test_the_embedded_teacher_labels_unseen_scenes_better_than_the_student():
+    """Seeds 500000+ are neither the teacher's (300000+, 400000+) nor the student's."""
+    from ams_ray.metrics import batch_miou
+    from ams_ray.pretraining import synthetic_frames
+    from ams_ray.students import build_student
+
+    assert EMBEDDED_TEACHER_WEIGHTS.stat().st_size < 25e6
+    teacher = build_teacher("network")
+    scenes = synthetic_frames(500_000, 6, 2, "scenes")
+    student = build_student("tiny", NUM_CLASSES)
+    with torch.no_grad():
+        student_labels = student(torch.from_numpy(scenes.frames)).argmax(1).numpy()
+    teacher_miou = np.mean(batch_miou(scenes.labels, teacher.label(scenes.frames, [0] * 12), NUM_CLASSES))
+    student_miou = np.mean(batch_miou(scenes.labels, student_labels, NUM_CLASSES))
+    assert teacher_miou > student_miou + 5, (teacher_miou, student_miou)
