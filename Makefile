@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The main job: 32 devices on the embedded default (synthetic videos, 60 s each, labelled live by the
-# embedded teacher network on Serve) against one
-# loopback Ray server, at the speed a 2-core machine sustains for 32 (1/8 of real time).
+# The main job: 32 devices on the embedded default (synthetic videos, 60 s each, labelled live by
+# the embedded teacher network on Serve) against one loopback Ray server, at the speed a 2-core
+# machine sustains for 32 (1/8 of real time).
 demo: $(STAMP)
 	$(PY) benchmarks/multi_client.py --clients 32 --duration 60 --speed 0.125 --out runs/multi_client
 

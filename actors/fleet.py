@@ -48,6 +48,7 @@ class FleetResult:
     setup_s: dict[str, float]
     faults: list[tuple[Fault, float]] = field(default_factory=list)
     node_memory: list[dict] = field(default_factory=list)  # NodeMemory.report() of every node
+    server_cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds over the run: teacher, trainers
 
 
 @dataclass
@@ -60,7 +61,8 @@ class Launched:
     trainers: dict = field(default_factory=dict)  # stream id -> the TrainerHost holding it
     edges: dict = field(default_factory=dict)
     memory_probes: list = field(default_factory=list)
-    teacher_deployed: bool = False
+    teacher_deployed: bool = False  # set before deploying: a deployment that fails half-way is deleted too
+    teacher: object = None  # its handle
     failed: dict[str, str] = field(default_factory=dict)
     setup_s: dict[str, float] = field(default_factory=dict)
 
@@ -83,17 +85,20 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
     try:
         _launch(config, launched, student, on_setup or log.info)
         began = time.time()
+        cpu_before = _server_cpu(launched, config.call_timeout_s)
         runs = _start(launched)
         if on_started:
             on_started(dict(launched.edges), dict(launched.trainers))
         reports, fired = _watch(config, launched, runs, began, on_progress)
         wall = time.time() - began
+        cpu_after = _server_cpu(launched, config.call_timeout_s)
         hosts = _collect_hosts(launched, config.call_timeout_s)
         coordinator = ray.get(launched.coordinator.summary.remote(), timeout=config.call_timeout_s)
         memory = _collect_memory(launched, config.call_timeout_s)
         time.sleep(config.metrics_flush_s)
         return FleetResult(reports, [s for h in hosts for s in h["streams"]], hosts, launched.failed, coordinator,
-                           wall, began, launched.setup_s, fired, memory)
+                           wall, began, launched.setup_s, fired, memory,
+                           {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before})
     finally:
         _teardown(launched)
 
@@ -112,6 +117,7 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     handle = serve.run(teacher_app(config.teacher, config.teacher_replicas, config.teacher_batch,
                                    config.teacher_wait_s, cpus, gpus, custom, config.teacher_max_replicas),
                        name=APP_NAME, route_prefix=None)
+    launched.teacher = handle
     num_classes = handle.num_classes.remote(plan.streams[0].label_key).result(timeout_s=config.ready_timeout_s)
     launched.setup_s["teacher"] = time.time() - phase
     say(f"teacher ready in {launched.setup_s['teacher']:.0f} s")
@@ -195,6 +201,19 @@ def _collect_edge(ref, stream_id: str, reports: list[dict], failed: dict[str, st
         failed[stream_id] = _reason(exc)
         return
     reports.append(report)
+
+
+def _server_cpu(launched: Launched, timeout_s: float) -> dict[str, float]:
+    """CPU seconds so far of the teacher (one replica's) and of all trainer hosts; a part that
+    does not answer is left out, so a difference over the run is taken only where both ends are."""
+    seconds, _, _ = _settle({host.cpu_seconds.remote(): host_id for host_id, host in launched.hosts.items()},
+                            timeout_s)
+    cpu = {"trainers": sum(seconds.values())} if len(seconds) == len(launched.hosts) else {}
+    try:
+        cpu["teacher"] = launched.teacher.process.remote().result(timeout_s=timeout_s)["cpu_seconds"]
+    except Exception:  # noqa: BLE001 - a replica being replaced: the share is not reported
+        pass
+    return cpu
 
 
 def _collect_hosts(launched: Launched, timeout_s: float) -> list[dict]:

@@ -194,6 +194,10 @@ class TrainerHost:
             self.coordinator.release.remote(self.host_id, self.incarnation)
             return False
 
+    def cpu_seconds(self) -> float:
+        """CPU time of this process so far (every thread), for the server's CPU budget."""
+        return time.process_time()
+
     def stats(self) -> dict:
         """This host and its streams, for the run's report."""
         context = ray.get_runtime_context()

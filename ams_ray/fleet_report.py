@@ -63,12 +63,16 @@ def mean_teacher_batch(batch_sizes: list[int]) -> float:
 
 def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], clients: int, wall_s: float,
               speed: float, memory: dict, period_s: float = 10.0, hosts: list[dict] | None = None,
-              teacher: str = "", teacher_replicas: int = 1) -> dict:
+              teacher: str = "", teacher_replicas: int = 1, server_cpu_s: dict[str, float] | None = None) -> dict:
     """The run's headline figures. Staleness is in wall seconds; `p95_staleness_video_s`
     (x speed) compares it with the training period, which is in video seconds. `memory`
     comes from `machine_memory`; `hosts` are the trainer hosts' reports (one per process).
     mIoU is against the truth; `mean_miou_vs_teacher` against the teacher's labels of a sample
-    of the same frames, and `teacher_miou` is the teacher against the truth there."""
+    of the same frames, and `teacher_miou` is the teacher against the truth there. `server_cpu_s`:
+    CPU seconds over the run of the teacher and of the trainer hosts, whose ratio is the share
+    of the server's CPU the teacher takes."""
+    server_cpu_s = server_cpu_s or {}
+    server_cpu = server_cpu_s.get("teacher", math.nan) + server_cpu_s.get("trainers", math.nan)
     staleness = [s for e in edges for s in e["staleness_s"]]
     p95 = _percentile(staleness, 95)
     batches = [b for t in trainers for b in t["teacher_batches"]]
@@ -100,6 +104,8 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "downlink_kbps": float(np.mean([e["downlink_kbps"] for e in edges])) if edges else math.nan,
         "teacher_frames_per_s": len(batches) / wall_s if wall_s else math.nan,
         "mean_teacher_batch": mean_teacher_batch(batches),
+        "teacher_cpu_share": server_cpu_s.get("teacher", math.nan) / server_cpu if server_cpu else math.nan,
+        "server_cpu_s": server_cpu_s,
         "teacher_eval_frames_per_s": sum(e.get("teacher_evaluations", 0) for e in edges) / wall_s if wall_s
         else math.nan,  # frames edges had labelled only to score against the teacher
         # seconds the teacher spent in batches (training and scoring frames) per second, per replica

@@ -20,6 +20,7 @@ failed, naming it and why.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 from pathlib import Path
@@ -30,6 +31,16 @@ from tqdm import tqdm  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
 from ams_ray.fleet_report import machine_memory, stream_rows, summarize, write_report  # noqa: E402
+
+
+def expand_globs(paths: list[Path]) -> list[Path]:
+    """`--videos 'cams/*.mp4'` (quoted, or from a shell that did not expand it): the matches,
+    sorted; a path that exists or matches nothing is kept as given (and reported if missing)."""
+    expanded: list[Path] = []
+    for path in paths:
+        matches = [] if path.exists() else sorted(glob.glob(str(path)))
+        expanded += [Path(m) for m in matches] or [path]
+    return expanded
 
 
 def _label_directory(text: str) -> Path:
@@ -91,6 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/multi_client"))
     args = p.parse_args(argv)
     if args.videos:
+        args.videos = expand_globs(args.videos)
         args.clients = len(args.videos)
     if args.streams_per_gpu:
         args.gpus_per_trainer = 1.0 / args.streams_per_gpu
@@ -152,7 +164,7 @@ def main(argv=None) -> int:
     summary = summarize(result.edges, result.trainers, result.failed, args.clients, result.wall_s, args.speed,
                         machine_memory(result.node_memory, result.started_wall),
                         AmsConfig.for_profile(config.profile).training.period_s, result.hosts,
-                        config.teacher, config.teacher_replicas)
+                        config.teacher, config.teacher_replicas, result.server_cpu_s)
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
     summary["lockstep"] = args.lockstep

@@ -80,11 +80,12 @@ class TeacherDeployment:
             raise RuntimeError(f"teacher {self.pool.spec!r}: the last {self._failed_batches} batches all failed")
 
     def process(self) -> dict:
-        """The replica's process id and torch threads, for benchmarks that pin it to cores."""
+        """The replica's process id, torch threads and CPU seconds so far: for benchmarks that pin
+        it to cores, and for the share of the server's CPU the teacher takes."""
         import sys
 
         threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
-        return {"pid": os.getpid(), "torch_threads": threads}
+        return {"pid": os.getpid(), "torch_threads": threads, "cpu_seconds": time.process_time()}
 
     async def num_classes(self, label_key: str | None = None) -> int:
         return self.pool.teacher_for(label_key).num_classes

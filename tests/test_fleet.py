@@ -26,11 +26,13 @@ def test_streams_adapt_end_to_end_in_one_host_on_the_gpu(ray_local, cache_dir, t
     assert not any(edge["torch_loaded"] for edge in result.edges), "edges must never import torch"
     summary = summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 2.0,
                         machine_memory(result.node_memory, result.started_wall), hosts=result.hosts,
-                        teacher=config.teacher)
+                        teacher=config.teacher, server_cpu_s=result.server_cpu_s)
     assert summary["completed"] == 2 and summary["scored"] == 2
     assert summary["teacher"] == "tests.teacher_plugins:colour" and 0 < summary["teacher_miou"] < 90
     assert summary["mean_miou_vs_teacher"] != summary["mean_miou"]
     assert summary["teacher_busy_fraction"] > 0 and summary["teacher_eval_frames_per_s"] > 0
+    assert 0 < summary["teacher_cpu_share"] < 1
+    assert set(result.server_cpu_s) == {"teacher", "trainers"} and result.server_cpu_s["trainers"] > 0
     assert summary["peak_memory_gib"] >= summary["baseline_memory_gib"] > 0
     for edge in result.edges:
         assert edge["frames"] == 450 and edge["updates_applied"] >= 2

@@ -66,7 +66,9 @@ def test_truth_teacher_and_the_teachers_busy_time_are_reported_apart():
     trainers = [{"stream_id": s, "train_seconds": 1.0, "teacher_batches": [4] * 4, "teacher_seconds": 2.0,
                  "restarted": False, "unlabelled_chunks": 0, "checkpoint": {"written": 1}, "rounds": 1}
                 for s in ("s0", "s1")]
-    summary = summarize(edges, trainers, {}, 2, 10.0, 1.0, {}, teacher="network", teacher_replicas=2)
+    summary = summarize(edges, trainers, {}, 2, 10.0, 1.0, {}, teacher="network", teacher_replicas=2,
+                        server_cpu_s={"teacher": 3.0, "trainers": 9.0})
+    assert summary["teacher_cpu_share"] == pytest.approx(0.25)
     assert summary["mean_miou"] == pytest.approx(78.0) and summary["mean_miou_gain"] == pytest.approx(8.0)
     assert summary["mean_miou_vs_teacher"] == 85.0 and summary["teacher_miou"] == 90.0
     assert summary["teacher"] == "network"
