@@ -115,7 +115,8 @@ def test_counters_agree_with_the_run_reports(scraped_run):
     frames = _query(url, "sum(last_over_time(ray_ams_teacher_frames_total[10m]))", ended)
     batches = _query(url, "sum(last_over_time(ray_ams_teacher_batches_total[10m]))", ended)
     labelled = sum(len(t["teacher_batches"]) for t in result.trainers)
-    assert float(frames[0]["value"][1]) == labelled
+    scored = sum(e["teacher_evaluations"] for e in result.edges)  # frames edges sent to score against the teacher
+    assert float(frames[0]["value"][1]) == labelled + scored
     assert 1 <= float(batches[0]["value"][1]) <= labelled
 
 
