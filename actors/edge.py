@@ -42,7 +42,9 @@ class EdgeStream:
         """`trainer`: the TrainerHost holding this stream. The model arrives with `prepare`,
         so edge processes start while the trainers still import torch. `teacher`: the shared
         teacher's handle; every `teacher_eval_every`-th scored frame is also scored against its
-        labels (AMS's own protocol), a sample that keeps this extra load on the teacher small."""
+        labels (AMS's own protocol), a sample that keeps this extra load on the teacher small:
+        at most one is out at a time, so a saturated teacher never gets a backlog of scoring
+        work from this device (a sample due meanwhile is skipped and counted)."""
         self.config = AmsConfig.model_validate_json(config_json)
         self.stream_id, self.video, self.speed = stream_id, video, speed
         self.max_duration_s, self.call_timeout_s = max_duration_s, call_timeout_s
@@ -59,6 +61,7 @@ class EdgeStream:
         self.teacher_seconds = 0.0  # this stream's share of the teacher's batch time
         self._evaluations = 0
         self._teacher_scores: list[asyncio.Task] = []
+        self.teacher_evaluations_skipped = 0  # a sample due while the previous one was still out
         self.metrics = EdgeMetrics(stream_id)
         self.reader: VideoReader | None = None
         self._frames_reported = 0
@@ -152,8 +155,11 @@ class EdgeStream:
         truth = self.truth.label(frame[None], [index])[0]
         prediction = self.client.evaluate(video_s, frame, truth)
         if self.teacher is not None and self._evaluations % self.teacher_eval_every == 0:
-            self._teacher_scores.append(asyncio.ensure_future(
-                self._score_against_teacher(index, video_s, frame, prediction, truth)))
+            if self._teacher_scores and not self._teacher_scores[-1].done():
+                self.teacher_evaluations_skipped += 1  # never queue scoring work behind a busy teacher
+            else:
+                self._teacher_scores.append(asyncio.ensure_future(
+                    self._score_against_teacher(index, video_s, frame, prediction, truth)))
         self._evaluations += 1
         baseline = self.pretrained.predict(frame[None])[0]
         self.pretrained_trace.add(video_s, frame_miou(truth, baseline, self.client.model.num_classes))
@@ -183,6 +189,7 @@ class EdgeStream:
             "miou": trace.mean, "pretrained_miou": self.pretrained_trace.mean,
             "miou_vs_teacher": self.client.teacher_trace.mean, "teacher_miou": self.teacher_vs_truth.mean,
             "teacher_evaluations": len(self.teacher_vs_truth.values), "teacher_seconds": self.teacher_seconds,
+            "teacher_evaluations_skipped": self.teacher_evaluations_skipped,
             "uplink_bytes": bandwidth.uplink_bytes, "downlink_bytes": bandwidth.downlink_bytes,
             "uplink_kbps": bandwidth.uplink_kbps(duration), "downlink_kbps": bandwidth.downlink_kbps(duration),
             "updates_applied": self.client.updates_applied, "rejected_packets": self.client.rejected_packets,

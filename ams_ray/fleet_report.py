@@ -108,6 +108,7 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "server_cpu_s": server_cpu_s,
         "teacher_eval_frames_per_s": sum(e.get("teacher_evaluations", 0) for e in edges) / wall_s if wall_s
         else math.nan,  # frames edges had labelled only to score against the teacher
+        "teacher_evaluations_skipped": sum(e.get("teacher_evaluations_skipped", 0) for e in edges),
         # seconds the teacher spent in batches (training and scoring frames) per second, per replica
         "teacher_busy_fraction": (sum(t.get("teacher_seconds", 0.0) for t in trainers)
                                   + sum(e.get("teacher_seconds", 0.0) for e in edges)) / (wall_s * teacher_replicas)

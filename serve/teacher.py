@@ -101,15 +101,20 @@ def teacher_app(
     custom_resources: dict[str, float] | None = None,
     max_replicas: int | None = None,
 ):
-    """The bound application; `max_ongoing_requests` is kept >= 2x the batch, or Serve
-    would hand each replica too few requests to ever fill a batch. With `max_replicas`, Serve
-    autoscales from `replicas` up to it, aiming at one full batch ongoing per replica."""
+    """The bound application. `max_ongoing_requests` is well above the batch, for two reasons:
+    Serve would otherwise hand each replica too few requests to ever fill a batch; and every
+    calling process has its own router, so when a saturated replica refuses requests the
+    callers retry for its slots, where a few trainer hosts can lose out to dozens of edges
+    sending frames to score (a 32-stream run on an overloaded machine, with the old limit of 16,
+    had 35 training frames labelled against 1053 scoring frames). Admitted, requests wait in
+    the batch queue in arrival order, so each caller gets its share. With `max_replicas`, Serve autoscales from
+    `replicas` up to it, aiming at one full batch ongoing per replica."""
     device = "cuda" if num_gpus > 0 else "cpu"
     scaling = ({"autoscaling_config": {"min_replicas": replicas, "max_replicas": max_replicas,
                                        "target_ongoing_requests": max_batch_size}}
                if max_replicas else {"num_replicas": replicas})
     return TeacherDeployment.options(
         **scaling,
-        max_ongoing_requests=max(2 * max_batch_size, 16),
+        max_ongoing_requests=max(8 * max_batch_size, 64),
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": custom_resources or {}},
     ).bind(spec, max_batch_size, batch_wait_s, device, max(1, round(num_cpus)))
