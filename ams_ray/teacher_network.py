@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from ams_ray.students import StudentNet, load_matching
 from ams_ray.synthetic import NUM_CLASSES
-from ams_ray.weights import load_state_dict_bytes
+from ams_ray.weights import load_state_dict_file
 
 EMBEDDED_TEACHER_WEIGHTS = Path(__file__).parent / "assets" / "teacher.pt"
 
@@ -77,15 +77,15 @@ class TeacherNet(StudentNet):
 class NetworkTeacher:
     """The `Teacher` protocol over a `TeacherNet`; fp16 autocast on a GPU."""
 
-    def __init__(self, weights: bytes | None = None, source: str = "", device: str = "cpu") -> None:
-        if weights is None:
-            if not EMBEDDED_TEACHER_WEIGHTS.is_file():
-                raise FileNotFoundError(f"embedded teacher weights missing ({EMBEDDED_TEACHER_WEIGHTS}); recreate "
-                                        "them with `.venv/bin/python scripts/train_teacher.py`")
-            weights, source = EMBEDDED_TEACHER_WEIGHTS.read_bytes(), str(EMBEDDED_TEACHER_WEIGHTS)
-        state = {k: v.float() for k, v in load_state_dict_bytes(weights, source).items()}
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        """`weights`: a file written like `scripts/train_teacher.py` writes; default the embedded one."""
+        if weights is None and not EMBEDDED_TEACHER_WEIGHTS.is_file():
+            raise FileNotFoundError(f"embedded teacher weights missing ({EMBEDDED_TEACHER_WEIGHTS}); recreate "
+                                    "them with `.venv/bin/python scripts/train_teacher.py`")
+        weights = weights or EMBEDDED_TEACHER_WEIGHTS
+        state = {k: v.float() for k, v in load_state_dict_file(weights).items()}
         self.model = TeacherNet(int(state["head.weight"].shape[0]))
-        load_matching(self.model, state, source)
+        load_matching(self.model, state, str(weights))
         self.model.eval().to(device)
         self.num_classes, self.device = self.model.num_classes, device
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -189,11 +188,7 @@ def build_teacher(spec: str, source_key: str | None = None, device: str = "cpu")
     if kind == "network":
         from ams_ray.teacher_network import NetworkTeacher
 
-        if not rest:
-            return NetworkTeacher(device=device)
-        if not Path(rest).is_file():
-            raise FileNotFoundError(f"weights file not found: {rest}")
-        return NetworkTeacher(Path(rest).read_bytes(), rest, device)
+        return NetworkTeacher(rest or None, device)
     if kind == "torchvision":
         name, _, weights = rest.partition(":")
         return TorchvisionTeacher(name, weights or None, device)

@@ -31,11 +31,10 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "ams_ray", "compare", "--video", "synthetic", "--seed", str(seed),
                         "--duration", str(args.duration), "--out", str(out), *extra], check=True)
         wall = time.perf_counter() - began
-        rows = {r["strategy"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
-        entry = {"seed": seed, "wall_s": round(wall, 1), "rows": rows}
         document = json.loads((out / "results.json").read_text())
-        entry["teacher"], entry["truth"], entry["teacher_miou"] = (document["teacher"], document["truth"],
-                                                                   document["teacher_miou"])
+        rows = {r["strategy"]: r for r in document["rows"]}
+        entry = {"seed": seed, "wall_s": round(wall, 1), "rows": rows, "teacher": document["teacher"],
+                 "truth": document["truth"], "teacher_miou": document["teacher_miou"]}
         if {"ams_gg10", "pretrained"} <= rows.keys():
             entry["gg10_gain_vs_pretrained"] = round(rows["ams_gg10"]["miou"] - rows["pretrained"]["miou"], 2)
             entry["gg10_gain_vs_pretrained_by_teacher"] = round(

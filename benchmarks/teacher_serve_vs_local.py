@@ -38,6 +38,7 @@ def local_frames_per_s(spec: str, frames: list[np.ndarray], batch: int) -> float
 def serve_frames_per_s(spec: str, frames: list[np.ndarray], batch: int, threads: int, core: int) -> dict:
     from ray import serve
 
+    from ams_ray.fleet_report import mean_teacher_batch
     from serve.teacher import APP_NAME, teacher_app
 
     handle = serve.run(teacher_app(spec, max_batch_size=batch, batch_wait_s=0.05, num_cpus=threads),
@@ -54,7 +55,7 @@ def serve_frames_per_s(spec: str, frames: list[np.ndarray], batch: int, threads:
     sizes += [r.result(timeout_s=120)[1] for r in in_flight]
     fps = len(frames) / (time.perf_counter() - began)
     serve.delete(APP_NAME)
-    return {"frames_per_s": fps, "mean_batch": len(sizes) / sum(1.0 / b for b in sizes),
+    return {"frames_per_s": fps, "mean_batch": mean_teacher_batch(sizes),
             "replica_torch_threads": replica["torch_threads"]}
 
 
