@@ -31,6 +31,7 @@ from ams_ray.students import build_student
 log = logging.getLogger(__name__)
 REORDER_WAIT_S = 5.0  # how long a chunk waits for a predecessor that has not arrived
 CHUNK_PROBLEMS = ("duplicate_chunk", "missing_chunk", "unlabelled_chunk")
+OUTBOX_SIZE = 8  # packets kept for a device that polls; an older one is superseded by a resync anyway
 
 
 class HostedStream:
@@ -52,6 +53,10 @@ class HostedStream:
         self.train_cpu_seconds = 0.0
         self.unacknowledged: StreamState | None = None  # the state behind the newest packet sent
         self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
+        self.outbox: list[tuple[int, bytes]] = []  # packets a device fetches (HTTP), newest OUTBOX_SIZE
+        self.mail = asyncio.Condition()
+        self.rounds_in_flight = 0
+        self.last_activity = time.monotonic()
         self.resumed_from = self._resume()
 
     def _resume(self) -> int | None:
@@ -69,6 +74,15 @@ class HostedStream:
         return self.distiller.sequence
 
     # ------------------------------------------------------------------ chunks
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Hold the stream (no chunk is taken meanwhile), e.g. to train a round in the background."""
+        async with self.order:
+            try:
+                yield
+            finally:
+                self.order.notify_all()
+
     @asynccontextmanager
     async def in_sequence(self, sequence: int) -> AsyncIterator[None]:
         """Hold the stream for chunk `sequence`, after its predecessors.
@@ -126,6 +140,7 @@ class HostedStream:
         self.session.trained(now_s, result)
         if result.packet is not None:
             self.unacknowledged = self.session.snapshot(self.settings.checkpoint_window_s)
+            self.outbox = [*self.outbox[-(OUTBOX_SIZE - 1):], (self.distiller.sequence, result.packet)]
         self.train_seconds += seconds
         self.train_cpu_seconds += cpu_seconds
         self.metrics.training.observe(seconds)
@@ -133,6 +148,25 @@ class HostedStream:
         if result.skipped:
             self.metrics.errors.count("skipped_round")
         return result
+
+    # ------------------------------------------------------------------ the outbox (HTTP devices)
+    async def packet_after(self, sequence: int, timeout_s: float) -> tuple[int, bytes] | None:
+        """The oldest packet numbered above `sequence` (with its number), waiting at most
+        `timeout_s` for one."""
+        def first() -> tuple[int, bytes] | None:
+            return next(((seq, data) for seq, data in self.outbox if seq > sequence), None)
+
+        async with self.mail:
+            try:
+                await asyncio.wait_for(self.mail.wait_for(lambda: first() is not None), timeout_s)
+            except asyncio.TimeoutError:
+                return None
+            return first()
+
+    async def posted(self) -> None:
+        """Wake the long-polls: a packet joined the outbox."""
+        async with self.mail:
+            self.mail.notify_all()
 
     # ------------------------------------------------------------------ checkpoints
     def acknowledged(self, packet: int, version: int) -> StreamState | None:

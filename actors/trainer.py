@@ -56,15 +56,23 @@ class TrainerHost:
         from actors.hosted_stream import HostedStream
         from ams_ray.checkpoint_store import CheckpointStore
         from ams_ray.config import AmsConfig
+        from ams_ray.distill import OnlineDistiller
+        from ams_ray.simulate import STRATEGIES
+        from ams_ray.students import build_student
 
         torch.set_num_threads(1)
         self.host_id, self.settings = host_id, settings
         config = AmsConfig.model_validate_json(config_json)
         # A Ray GPU grant is only logical; train on CUDA when it is also physically there.
         self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-        store = CheckpointStore(settings.checkpoint_url)
-        self.streams = {sid: HostedStream(sid, key, student, num_classes, config, strategy, settings, store,
-                                          self.device) for sid, key in streams}
+        self.store = CheckpointStore(settings.checkpoint_url)
+        self._new_stream = lambda sid, key: HostedStream(sid, key, student, num_classes, config, strategy, settings,
+                                                         self.store, self.device)
+        self.streams = {sid: self._new_stream(sid, key) for sid, key in streams}
+        self.retired = 0
+        self._bundle = None
+        self._fresh_distiller = lambda: OnlineDistiller(build_student(student, num_classes), config.training,
+                                                        STRATEGIES[strategy].strategy)
         self.height, self.width = config.video.height, config.video.width
         self.teacher, self.coordinator = teacher_handle, coordinator
         self.training_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-train")
@@ -95,8 +103,11 @@ class TrainerHost:
         return max(1, int(cpus))
 
     def edge_bundle(self):
-        """The pretrained student as devices receive it at start (the same for every stream)."""
-        return next(iter(self.streams.values())).distiller.edge_bundle(self.height, self.width)
+        """The pretrained student as devices receive it at start (the same for every stream),
+        exported once from a fresh copy: a stream's own model may already be trained."""
+        if self._bundle is None:
+            self._bundle = self._fresh_distiller().edge_bundle(self.height, self.width)
+        return self._bundle
 
     # ------------------------------------------------------------------ the data path
     async def receive_chunk(self, stream_id: str, data: bytes) -> tuple[float, bytes | None]:
@@ -104,27 +115,106 @@ class TrainerHost:
         stream = self._stream(stream_id)
         chunk = SampleChunk.from_bytes(data)
         async with stream.in_sequence(chunk.sequence):
-            frames = stream.accept(chunk)
-            if frames is None:
-                return stream.session.sampling_rate_fps, None
-            requests = [(stream.label_key, int(i), f) for f, i in zip(frames, chunk.frame_indices)]
-            results = await label_with_retry(self.teacher, requests, self.settings.call_timeout_s)
-            failures = [r for r in results if isinstance(r, Exception)]
-            if failures:
-                return stream.unlabelled(chunk, f"{len(failures)} of {len(requests)} frames unlabelled after a "
-                                         f"retry: {type(failures[0]).__name__}: "
-                                         f"{str(failures[0]).splitlines()[0][:200]}"), None
-            rate = stream.record(chunk, frames, results)
-            await self._checkpoint_if_due(stream, chunk.last_packet, chunk.model_version)
-            now_s = chunk.times_s[-1]
-            if not stream.session.due(now_s):
-                return rate, None
-            result = await self._queue_round(stream, now_s)
+            rate, due_at = await self._take(stream, chunk)
+            if due_at is None:
+                return (rate if rate is not None else stream.session.sampling_rate_fps), None
+            result = await self._queue_round(stream, due_at)
             return rate, result.packet
+
+    async def _take(self, stream, chunk: SampleChunk) -> tuple[float | None, float | None]:
+        """Accept, label and record a chunk (the caller holds the stream): (the new sampling
+        rate, or None when the chunk was a duplicate or went unlabelled; the video time a round
+        fell due at, or None)."""
+        frames = stream.accept(chunk)
+        if frames is None:
+            return None, None
+        requests = [(stream.label_key, int(i), f) for f, i in zip(frames, chunk.frame_indices)]
+        results = await label_with_retry(self.teacher, requests, self.settings.call_timeout_s)
+        failures = [r for r in results if isinstance(r, Exception)]
+        if failures:
+            stream.unlabelled(chunk, f"{len(failures)} of {len(requests)} frames unlabelled after a retry: "
+                                     f"{type(failures[0]).__name__}: {str(failures[0]).splitlines()[0][:200]}")
+            return None, None
+        rate = stream.record(chunk, frames, results)
+        await self._checkpoint_if_due(stream, chunk.last_packet, chunk.model_version)
+        now_s = chunk.times_s[-1]
+        return rate, (now_s if stream.session.due(now_s) else None)
 
     async def acknowledge(self, stream_id: str, packet: int, version: int) -> None:
         """The device applied `packet`: checkpoint its stream (once per packet)."""
         await self._checkpoint_if_due(self._stream(stream_id), packet, version)
+
+    # ------------------------------------------------------------------ the data path of HTTP devices
+    def device_started(self, stream_id: str) -> dict:
+        """A device fetched the pretrained model to start from: open its stream (resuming its
+        checkpoint) and restart the stream's model from version 0 too, so the next packet fits.
+        Returns what the device should know about the stream."""
+        stream = self._opened(stream_id)
+        stream.distiller.restart_from_pretrained()
+        return {"stream_id": stream_id, "resumed_from_packet": stream.resumed_from,
+                "packet_sequence": stream.distiller.sequence, "chunk_sequence": stream.session.last_chunk,
+                "sampling_rate_fps": stream.session.sampling_rate_fps}
+
+    async def submit_chunk(self, stream_id: str, data: bytes) -> tuple[str, float]:
+        """One upload from an HTTP device -> (outcome, sampling rate). Outcomes: "accepted",
+        "replayed" (a sequence number already taken: nothing changes), "unlabelled" (the teacher
+        failed; skipped and counted). A round that falls due trains in the background; its
+        packet goes to the stream's outbox (`next_packet`)."""
+        stream = self._opened(stream_id)
+        chunk = SampleChunk.from_bytes(data)
+        async with stream.in_sequence(chunk.sequence):
+            if chunk.sequence <= stream.session.last_chunk:
+                stream.metrics.errors.count("replayed_chunk")
+                return "replayed", stream.session.sampling_rate_fps
+            rate, due_at = await self._take(stream, chunk)
+            if rate is None:
+                return "unlabelled", stream.session.sampling_rate_fps
+            if due_at is not None:  # asks for the stream before this chunk lets go of it: trains before the next
+                stream.rounds_in_flight += 1
+                asyncio.get_running_loop().create_task(self._train_in_background(stream, due_at))
+        return "accepted", rate
+
+    async def next_packet(self, stream_id: str, after: int, timeout_s: float) -> tuple[int, bytes] | None:
+        """The stream's oldest packet numbered above `after` and its number, waiting up to
+        `timeout_s` (a long-poll)."""
+        return await self._opened(stream_id).packet_after(after, timeout_s)
+
+    async def _train_in_background(self, stream, now_s: float) -> None:
+        try:
+            async with stream.held():
+                await self._queue_round(stream, now_s)
+            await stream.posted()
+        except Exception as exc:  # noqa: BLE001 - no caller waits: the error is counted and logged
+            stream.metrics.errors.count("round_failed")
+            log.error("stream %s: a round failed: %s", stream.stream_id, exc)
+        finally:
+            stream.rounds_in_flight -= 1
+
+    def _opened(self, stream_id: str):
+        """A stream of this host, opened (from its checkpoint, if any) when a device first shows up."""
+        if stream_id not in self.streams:
+            self.streams[stream_id] = self._new_stream(stream_id, None)
+            self._ensure_retiring()
+        stream = self.streams[stream_id]
+        stream.last_activity = time.monotonic()
+        return stream
+
+    def _ensure_retiring(self) -> None:
+        if self.settings.idle_retire_s and getattr(self, "_retiring", None) is None:
+            self._retiring = asyncio.get_running_loop().create_task(self._retire_idle())
+
+    async def _retire_idle(self) -> None:
+        """Drop streams no device has touched for `idle_retire_s`; their last checkpoint stays, so
+        a device that comes back resumes from it."""
+        while True:
+            await asyncio.sleep(min(5.0, self.settings.idle_retire_s / 2))
+            cutoff = time.monotonic() - self.settings.idle_retire_s
+            for sid, stream in list(self.streams.items()):
+                if stream.last_activity < cutoff and not stream.rounds_in_flight and not stream.order.locked():
+                    del self.streams[sid]
+                    self.retired += 1
+                    log.info("host %s: retired idle stream %s (checkpoint at packet %d kept)", self.host_id, sid,
+                             stream.checkpoint["sequence"])
 
     def _stream(self, stream_id: str):
         if stream_id not in self.streams:
@@ -207,4 +297,4 @@ class TrainerHost:
         return {"host": self.host_id, "streams": streams, "node_id": node, "restarted": restarted,
                 "device": self.device, "fused": self.settings.fused, "steps": len(self.fused_steps),
                 "rounds_per_step": sum(self.fused_steps) / len(self.fused_steps) if self.fused_steps else 0.0,
-                "memory_mb": own_memory_mb()}
+                "retired_streams": self.retired, "memory_mb": own_memory_mb()}

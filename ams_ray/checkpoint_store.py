@@ -47,7 +47,7 @@ class CheckpointStore:
         path = self._path(stream_id)
         try:
             if self.local:
-                _replace_local(Path(path), data)
+                write_atomically(Path(path), data)
             else:
                 self.fs.pipe_file(path, data)
         except OSError as exc:
@@ -72,7 +72,8 @@ class CheckpointStore:
             self.fs.rm_file(path)
 
 
-def _replace_local(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Old bytes or new, never half of each: a temporary file, fsync'd, renamed over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:

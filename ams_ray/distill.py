@@ -118,10 +118,15 @@ class OnlineDistiller:
                     "from the pretrained model", self.stream_id, device_version, device_last_packet, self.version,
                     self.sequence)
         self.sequence = device_last_packet
+        self.restart_from_pretrained()
+        return True
+
+    def restart_from_pretrained(self) -> None:
+        """The device holds the pretrained model again (it resynchronised, or it started afresh and
+        fetched it): so does the server, and its next packet applies to version 0."""
         self.mirror = [p.clone() for p in self.pretrained]
         self.version = 0
         self._load(self.mirror)
-        return True
 
     def edge_bundle(self, height: int, width: int) -> EdgeModelBundle:
         """The pretrained model as the device receives it at start."""

@@ -29,9 +29,11 @@ class EdgeClient:
         chunk_crf: int = 23,
         threads: int = 1,
         send_phase_s: float | None = None,
+        last_chunk: int = 0,
     ) -> None:
         """`send_phase_s`: video time of the first upload (default: one send period), so
-        devices that started together need not upload together."""
+        devices that started together need not upload together. `last_chunk`: the stream's
+        newest chunk number; a device rejoining a stream numbers on from it."""
         self.stream_id = stream_id
         self.model = EdgeModel(bundle, threads=threads)
         self.sampling_rate_fps = sampling_rate_fps
@@ -45,7 +47,7 @@ class EdgeClient:
         self._next_sample_s = 0.0
         self._next_send_s = send_period_s if send_phase_s is None else send_phase_s
         self._buffer: list[tuple[int, float, np.ndarray]] = []
-        self._chunk_sequence = 0
+        self._chunk_sequence = last_chunk
 
     def set_sampling_rate(self, rate_fps: float) -> None:
         if rate_fps <= 0:

@@ -8,7 +8,10 @@ torch process costs ~430 MB here, and the edge emulation runs one of these per d
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +21,8 @@ from ams_ray.codec import PacketError, ParamLayout, UpdatePacket, apply_deltas, 
 
 log = logging.getLogger(__name__)
 FRAMES_INPUT = "frames"
+_BUNDLE_MAGIC = b"AMSB"
+_BUNDLE_PREFIX = struct.Struct("<4sII")  # magic, header length, ONNX length
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,27 @@ class EdgeModelBundle:
     @property
     def layout(self) -> ParamLayout:
         return ParamLayout.from_arrays({n: self.state[n] for n in self.trainable})
+
+    def to_bytes(self) -> bytes:
+        """One self-describing blob (header, ONNX graph, weights as .npz), for a device that
+        fetches its model over HTTP; `from_bytes` refuses anything else."""
+        header = json.dumps({"trainable": list(self.trainable), "num_classes": self.num_classes}).encode()
+        weights = io.BytesIO()
+        np.savez(weights, **self.state)
+        return _BUNDLE_PREFIX.pack(_BUNDLE_MAGIC, len(header), len(self.onnx_bytes)) + header + self.onnx_bytes \
+            + weights.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "EdgeModelBundle":
+        if len(data) < _BUNDLE_PREFIX.size or data[:4] != _BUNDLE_MAGIC:
+            raise ValueError("not an ams-ray model bundle (bad magic): the download is corrupt or from another server")
+        _, header_len, onnx_len = _BUNDLE_PREFIX.unpack_from(data)
+        start = _BUNDLE_PREFIX.size
+        header = json.loads(data[start:start + header_len])
+        onnx_bytes = data[start + header_len:start + header_len + onnx_len]
+        with np.load(io.BytesIO(data[start + header_len + onnx_len:]), allow_pickle=False) as weights:
+            state = {name: weights[name] for name in weights.files}
+        return cls(onnx_bytes, state, tuple(header["trainable"]), int(header["num_classes"]))
 
 
 class EdgeModel:

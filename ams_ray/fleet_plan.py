@@ -73,6 +73,7 @@ class TrainerSettings:
     call_timeout_s: float  # a teacher request, a training turn, the coordinator's answer
     fused: bool = False
     fusion_window_s: float = 0.25
+    idle_retire_s: float | None = None  # a stream no device touched this long is closed (checkpoint kept)
 
 
 @dataclass(frozen=True)
