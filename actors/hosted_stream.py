@@ -56,6 +56,7 @@ class HostedStream:
         self.outbox: list[tuple[int, bytes]] = []  # packets a device fetches (HTTP), newest OUTBOX_SIZE
         self.mail = asyncio.Condition()
         self.rounds_in_flight = 0
+        self.polls = 0  # devices waiting for a packet now (long-polls)
         self.last_activity = time.monotonic()
         self.resumed_from = self._resume()
 
@@ -156,12 +157,22 @@ class HostedStream:
         def first() -> tuple[int, bytes] | None:
             return next(((seq, data) for seq, data in self.outbox if seq > sequence), None)
 
-        async with self.mail:
-            try:
-                await asyncio.wait_for(self.mail.wait_for(lambda: first() is not None), timeout_s)
-            except asyncio.TimeoutError:
-                return None
-            return first()
+        self.polls += 1
+        try:
+            async with self.mail:
+                try:
+                    await asyncio.wait_for(self.mail.wait_for(lambda: first() is not None), timeout_s)
+                except asyncio.TimeoutError:
+                    return None
+                return first()
+        finally:
+            self.polls -= 1
+            self.last_activity = time.monotonic()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight: no chunk being taken, no round, no device waiting for a packet."""
+        return not (self.rounds_in_flight or self.polls or self.order.locked())
 
     async def posted(self) -> None:
         """Wake the long-polls: a packet joined the outbox."""

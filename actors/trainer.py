@@ -174,10 +174,28 @@ class TrainerHost:
                 asyncio.get_running_loop().create_task(self._train_in_background(stream, due_at))
         return "accepted", rate
 
-    async def next_packet(self, stream_id: str, after: int, timeout_s: float) -> tuple[int, bytes] | None:
+    def stream_status(self, stream_id: str) -> dict:
+        """Where the stream stands (opening it, from its checkpoint, if it was closed)."""
+        stream = self._opened(stream_id)
+        s = stream.session.stats
+        return {"stream_id": stream_id, "host": self.host_id, "resumed_from_packet": stream.resumed_from,
+                "packet_sequence": stream.distiller.sequence, "model_version": stream.distiller.version,
+                "chunk_sequence": stream.session.last_chunk, "chunks": s.chunks, "rounds": s.rounds,
+                "duplicate_chunks": s.duplicate_chunks, "missing_chunks": s.missing_chunks, "resyncs": s.resyncs,
+                "sampling_rate_fps": stream.session.sampling_rate_fps, "checkpoint": dict(stream.checkpoint)}
+
+    def open_streams(self) -> list[str]:
+        return sorted(self.streams)
+
+    async def next_packet(self, stream_id: str, after: int, version: int | None,
+                          timeout_s: float) -> tuple[int, bytes] | None:
         """The stream's oldest packet numbered above `after` and its number, waiting up to
-        `timeout_s` (a long-poll)."""
-        return await self._opened(stream_id).packet_after(after, timeout_s)
+        `timeout_s` (a long-poll). `version`: the model version the device holds after packet
+        `after`, which acknowledges it (the stream is checkpointed, as on `acknowledge`)."""
+        stream = self._opened(stream_id)
+        if version is not None:
+            await self._checkpoint_if_due(stream, after, version)
+        return await stream.packet_after(after, timeout_s)
 
     async def _train_in_background(self, stream, now_s: float) -> None:
         try:
@@ -210,7 +228,7 @@ class TrainerHost:
             await asyncio.sleep(min(5.0, self.settings.idle_retire_s / 2))
             cutoff = time.monotonic() - self.settings.idle_retire_s
             for sid, stream in list(self.streams.items()):
-                if stream.last_activity < cutoff and not stream.rounds_in_flight and not stream.order.locked():
+                if stream.last_activity < cutoff and stream.idle:
                     del self.streams[sid]
                     self.retired += 1
                     log.info("host %s: retired idle stream %s (checkpoint at packet %d kept)", self.host_id, sid,

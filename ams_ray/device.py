@@ -150,7 +150,7 @@ class Device:
         link = self._links[2]
         while not self.done.is_set():
             try:
-                reply = link.next_packet(self.after, POLL_WAIT_S)
+                reply = link.next_packet(self.after, self.client.model.version, POLL_WAIT_S)
             except (DeviceRefused, ServerUnavailable) as exc:
                 if not self.done.is_set():
                     self._fail(f"polling for packets: {exc}")
@@ -177,7 +177,8 @@ class Device:
                 "uplink_bytes": c.bandwidth.uplink_bytes, "downlink_bytes": c.bandwidth.downlink_bytes,
                 "uplink_kbps": c.bandwidth.uplink_kbps(duration), "downlink_kbps": c.bandwidth.downlink_kbps(duration),
                 "dropped_chunks": self.dropped_chunks, "replayed_chunks": self.replayed_chunks,
-                "http": self.stats.report(), "torch_loaded": "torch" in sys.modules, "ray_loaded": "ray" in sys.modules}
+                "http": self.stats.report(), "torch_loaded": sys.modules.get("torch") is not None,
+                "ray_loaded": sys.modules.get("ray") is not None}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

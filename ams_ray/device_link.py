@@ -115,8 +115,11 @@ class DeviceLink:
                 return {"outcome": "replayed", "sampling_rate_fps": None}
             raise
 
-    def next_packet(self, after: int, wait_s: float) -> tuple[int, bytes] | None:
-        reply = self._request("GET", "packets", params={"after": after, "wait": wait_s}, read_timeout_s=wait_s)
+    def next_packet(self, after: int, version: int, wait_s: float) -> tuple[int, bytes] | None:
+        """The next packet after `after`, if one comes within `wait_s`; the call also tells the
+        server the device holds model `version` after packet `after` (an acknowledgement)."""
+        reply = self._request("GET", "packets", params={"after": after, "version": version, "wait": wait_s},
+                              read_timeout_s=wait_s)
         if reply.status_code == 204:
             return None
         return int(reply.headers[PACKET_SEQUENCE_HEADER]), reply.content

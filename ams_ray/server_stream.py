@@ -95,9 +95,22 @@ class StreamSession:
             return None
         self.stats.missing_chunks += chunk.sequence - self._last_sequence - 1
         self._last_sequence = chunk.sequence
+        if len(self.window) and chunk.times_s and chunk.times_s[0] < self.window.newest_s:
+            self._clock_restarted(chunk.times_s[0])
         if self.distiller.reconcile(chunk.model_version, chunk.last_packet):
             self.stats.resyncs += 1
         return decode_chunk(chunk.h264, expected_frames=len(chunk.frame_indices))
+
+    def _clock_restarted(self, now_s: float) -> None:
+        """The device's video clock went back (it restarted, e.g. a camera rebooting): frames
+        stamped on the old clock cannot share a window with new ones, and a round due on the
+        old clock would not come for as long; so the window starts empty and the next round
+        falls due a training period after the new clock's first chunk."""
+        log.warning("stream %s: the device's clock went back from %.1f s to %.1f s; the window restarts",
+                    self.distiller.stream_id, self.window.newest_s, now_s)
+        self.window = FrameWindow(self.window.horizon_s)
+        self._last_label = None
+        self.atr.next_due_s = now_s + self.atr.period_s
 
     def unlabelled(self, chunk: SampleChunk, error: Exception) -> float:
         """The teacher gave up on an accepted chunk: skip it, count it, keep the rate."""

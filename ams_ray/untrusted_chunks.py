@@ -14,6 +14,7 @@ import io
 import multiprocessing
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import av
 
@@ -82,7 +83,7 @@ def count_frames(h264: bytes, expected: int, height: int, width: int) -> int:
     return count
 
 
-def _serve(connection) -> None:
+def _serve(connection, decode: Callable[[bytes, int, int, int], int]) -> None:
     """The worker process: decode requests until the pipe closes."""
     while True:
         try:
@@ -90,7 +91,7 @@ def _serve(connection) -> None:
         except EOFError:
             return
         try:
-            connection.send(count_frames(h264, expected, height, width))
+            connection.send(decode(h264, expected, height, width))
         except ChunkRejected as exc:
             connection.send((exc.kind, str(exc)))
 
@@ -102,8 +103,9 @@ class IsolatedDecoder:
     period). `check` blocks: call it from a thread.
     """
 
-    def __init__(self, limits: ChunkLimits) -> None:
-        self.limits = limits
+    def __init__(self, limits: ChunkLimits, decode: Callable[[bytes, int, int, int], int] = count_frames) -> None:
+        """`decode` runs in the worker; it must be importable by name (spawned, not forked)."""
+        self.limits, self.decode = limits, decode
         self._lock = threading.Lock()
         self._context = multiprocessing.get_context("spawn")  # no forked copy of a threaded server
         self._process = None
@@ -132,7 +134,7 @@ class IsolatedDecoder:
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        self._process = self._context.Process(target=_serve, args=(child,), daemon=True, name="ams-chunk-decoder")
+        self._process = self._context.Process(target=_serve, args=(child, self.decode), daemon=True, name="ams-chunk-decoder")
         self._process.start()
         child.close()
         self._connection = parent

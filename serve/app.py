@@ -11,7 +11,6 @@ stops what it started. Devices are added with `python -m serve.devices`.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -56,11 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def start(settings: dict, address: str | None) -> str:
     """Ray, Serve's HTTP proxy on the chosen address, the app; returns the service URL."""
-    import ray
+    from actors.loopback import use_loopback_only
+
+    use_loopback_only()  # before Ray is imported: a cluster started here stays on 127.0.0.1
     from ray import serve
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING")
+    from actors.cluster import connect
+
+    connect(address)
     serve.start(http_options={"host": settings["host"], "port": settings["port"]})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings['host']}:{settings['port']}"

@@ -72,8 +72,18 @@ class DeviceIngress:
     # ------------------------------------------------------------------ routes
     @app.get("/healthz")
     async def healthz(self) -> dict:
-        """Up, and how many trainer hosts it has started (they start with the first device)."""
-        return {"status": "ok", "api": API_VERSION, "trainer_hosts": len(self.hosts)}
+        """Up; its trainer hosts (started with the first device) and the streams open on them."""
+        streams = await asyncio.gather(*(self._call(h.open_streams.remote()) for h in self.hosts))
+        return {"status": "ok", "api": API_VERSION, "trainer_hosts": len(self.hosts),
+                "open_streams": sum(len(s) for s in streams)}
+
+    @app.get(f"/{API_VERSION}/streams/{{stream_id}}")
+    async def stream_status(self, stream_id: str, request: Request) -> dict:
+        """Where the stream stands: packet and chunk numbers, rounds, the checkpoint it resumed from."""
+        async with self._refusals():
+            self._admit(stream_id, request)
+            host = await self._host(stream_id)
+            return await self._call(host.stream_status.remote(stream_id))
 
     @app.post(f"/{API_VERSION}/streams/{{stream_id}}/chunks")
     async def upload_chunk(self, stream_id: str, request: Request) -> dict:
@@ -92,14 +102,16 @@ class DeviceIngress:
 
     @app.get(f"/{API_VERSION}/streams/{{stream_id}}/packets")
     async def next_packet(self, stream_id: str, request: Request, after: int = Query(0, ge=0),
-                          wait: float = Query(20.0, ge=0.0)) -> Response:
+                          version: int | None = Query(None, ge=0), wait: float = Query(20.0, ge=0.0)) -> Response:
         """The oldest update packet numbered above `after`, waiting up to `wait` seconds for
-        one (at most the service's long-poll limit); 204 when none came."""
+        one (at most the service's long-poll limit); 204 when none came. `version`, the model
+        version the device holds after packet `after`, acknowledges that packet: the stream
+        is checkpointed at it."""
         async with self._refusals():
             self._admit(stream_id, request)
             host = await self._host(stream_id)
             timeout = min(wait, self.settings.long_poll_s)
-            reply = await self._call(host.next_packet.remote(stream_id, after, timeout), timeout)
+            reply = await self._call(host.next_packet.remote(stream_id, after, version, timeout), timeout)
             if reply is None:
                 return Response(status_code=204)
             sequence, packet = reply

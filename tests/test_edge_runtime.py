@@ -76,3 +76,17 @@ def test_bad_frames_are_refused(scene):
     edge = EdgeModel(distiller.edge_bundle(H, W))
     with pytest.raises(ValueError, match="uint8 frames"):
         edge.predict(scene[0][:1].astype(np.float32))
+
+
+def test_a_bundle_survives_its_bytes(scene):
+    """The model a device downloads over HTTP runs exactly as the one handed over in-process."""
+    from ams_ray.edge_runtime import EdgeModelBundle
+
+    distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(), Strategy())
+    bundle = distiller.edge_bundle(H, W)
+    copy = EdgeModelBundle.from_bytes(bundle.to_bytes())
+    assert copy.trainable == bundle.trainable and copy.num_classes == bundle.num_classes
+    assert copy.layout.fingerprint == bundle.layout.fingerprint
+    np.testing.assert_array_equal(EdgeModel(copy).predict(scene[0][:4]), EdgeModel(bundle).predict(scene[0][:4]))
+    with pytest.raises(ValueError, match="not an ams-ray model bundle"):
+        EdgeModelBundle.from_bytes(b"<html>proxy error</html>")

@@ -125,3 +125,17 @@ def test_a_chunk_the_teacher_cannot_label_is_skipped_and_counted(video):
     session = StreamSession(distiller, failing, NUM_CLASSES, config, asr=True, atr=True)
     assert session.receive(_chunk(video, 1, [0, 5])) == config.sampling.initial_rate_fps
     assert session.stats.unlabelled_chunks == 1 and len(session.window) == 0
+
+
+def test_a_device_whose_clock_restarts_trains_again_on_the_new_clock(video):
+    """A device that comes back plays its video from 0 again: the old window and the round
+    due on the old clock must not hold the stream up."""
+    session = _session(asr=False, atr=False)
+    for seq, start in enumerate(range(0, 200, 50), start=1):  # 40 s of video, a round due every 10 s
+        session.receive(_chunk(video, seq, [start, start + 25]))
+        if session.due(start / video.fps + 5):
+            session.train(start / video.fps + 5)
+    assert session.window.newest_s == 35.0 and session.atr.next_due_s > 40.0
+    session.receive(_chunk(video, 5, [0, 25]))  # the same device, its clock back at 0 s
+    assert len(session.window) == 2 and session.window.newest_s == 5.0
+    assert not session.due(5.0) and session.due(10.0)

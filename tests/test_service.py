@@ -1,0 +1,211 @@
+"""The long-running service over real HTTP on loopback: `python -m serve.app` in its own
+process (its own Ray cluster), devices added with `python -m serve.devices`, and devices run
+as `python -m ams_ray.device` with Ray and torch made unimportable."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from ams_ray.datasets import materialize_synthetic
+from ams_ray.messages import SampleChunk
+from ams_ray.video import VideoReader, encode_chunk
+
+READY_TIMEOUT_S = 600
+NO_RAY_NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['ray'] = None; "
+                   "from ams_ray.device import main; sys.exit(main(sys.argv[1:]))")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """`python -m serve.app` as an operator runs it; `restart` stops it (SIGTERM) and starts
+    it again on the same state and port."""
+
+    def __init__(self, state: Path, log: Path) -> None:
+        self.state, self.log, self.port = state, log, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "serve.app", "--state-dir", str(self.state), "--port", str(self.port),
+                   "--trainers", "1", "--idle-retire-s", "6"]
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while "service ready at" not in self.log.read_text():
+            assert self.process.poll() is None, f"the service exited: {self.log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(1.0)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def add_device(self, device_id: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "serve.devices", "--state-dir", str(self.state), "add",
+                              device_id], capture_output=True, text=True, check=True, timeout=60)
+        return out.stdout.strip().splitlines()[-1]
+
+    def status(self, device_id: str, token: str) -> dict:
+        reply = requests.get(f"{self.url}/v1/streams/{device_id}", headers=_auth(token), timeout=120)
+        reply.raise_for_status()
+        return reply.json()
+
+
+def _auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    root = tmp_path_factory.mktemp("service")
+    service = Service(root / "state", root / "service.log")
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """Two minutes of a synthetic scene at the service's 128x256, with exact labels."""
+    return materialize_synthetic(seed=7, duration_s=120.0, height=128, width=256,
+                                 cache_dir=tmp_path_factory.mktemp("videos"), progress=False)
+
+
+def _device(service: Service, device_id: str, token: str, video, *options: str) -> subprocess.Popen:
+    command = [sys.executable, "-c", NO_RAY_NO_TORCH, "--server", service.url, "--device", device_id, "--token", token,
+               "--video", str(video.path), "--truth", str(video.path.parent / "labels"), *options]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _report(process: subprocess.Popen, timeout_s: float) -> dict:
+    out, err = process.communicate(timeout=timeout_s)
+    assert process.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _chunk(video, device_id: str, sequence: int, size: tuple[int, int] = (128, 256)) -> SampleChunk:
+    frames = VideoReader(video.path, *size).read_all(max_frames=3)
+    return SampleChunk(device_id, sequence, (0, 1, 2), (0.0, 0.1, 0.2), encode_chunk(frames))
+
+
+def test_a_device_runs_end_to_end_without_ray_or_torch(service, video):
+    token = service.add_device("cam-a")
+    report = _report(_device(service, "cam-a", token, video, "--speed", "3", "--duration", "45"), 600)
+    assert report["failure"] is None and not report["torch_loaded"] and not report["ray_loaded"]
+    assert report["frames"] == round(45 * VideoReader(video.path).fps)
+    assert report["updates_applied"] >= 2 and report["rejected_packets"] == []
+    assert np.isfinite(report["miou"]) and np.isfinite(report["pretrained_miou"])
+    http = report["http"]
+    assert http["wire_bytes"] > http["payload_bytes"] > report["uplink_bytes"] + report["downlink_bytes"]
+    assert {"model", "chunks", "packets"} <= set(http["latency_s"])
+    status = service.status("cam-a", token)
+    assert status["rounds"] >= report["updates_applied"] and status["checkpoint"]["written"] >= 1
+
+
+def test_an_idle_stream_is_retired_and_resumes_from_its_checkpoint(service, video):
+    token = service.add_device("cam-idle")
+    _report(_device(service, "cam-idle", token, video, "--speed", "3", "--duration", "40"), 600)
+    before = service.status("cam-idle", token)
+    assert before["checkpoint"]["written"] >= 1
+    for _ in range(120):  # retired after 6 idle seconds; checked every few
+        health = requests.get(f"{service.url}/healthz", timeout=120).json()
+        if health["open_streams"] == 0:
+            break
+        time.sleep(1.0)
+    assert health["open_streams"] == 0
+    after = service.status("cam-idle", token)  # reopens it
+    assert after["resumed_from_packet"] == before["checkpoint"]["sequence"] >= 1
+    assert after["chunk_sequence"] > 0
+
+
+def test_every_bad_request_is_refused_and_changes_nothing(service, video):
+    token_b, token_c = service.add_device("cam-b"), service.add_device("cam-c")
+    url = f"{service.url}/v1/streams/cam-b/chunks"
+
+    def post(chunk: bytes, token: str | None = token_b, target: str = url) -> requests.Response:
+        return requests.post(target, data=chunk, headers=_auth(token) if token else {}, timeout=120)
+
+    first = post(_chunk(video, "cam-b", 1).to_bytes())
+    assert first.status_code == 200 and first.json()["outcome"] == "accepted"
+    valid = _chunk(video, "cam-b", 2).to_bytes()
+    refusals = {
+        "no token": post(valid, token=None),
+        "unknown token": post(valid, token=token_b[:-2] + "xx"),
+        "another device's stream": post(valid, token=token_c),
+        "oversized": post(valid + bytes(3 * 1024 * 1024)),
+        "corrupt": post(valid[:60] + bytes(len(valid) - 60)),
+        "wrong frame size": post(_chunk(video, "cam-b", 2, (64, 128)).to_bytes()),
+        "envelope names another stream": post(_chunk(video, "cam-c", 2).to_bytes()),
+        "replayed": post(_chunk(video, "cam-b", 1).to_bytes()),
+    }
+    codes = {name: reply.status_code for name, reply in refusals.items()}
+    assert codes == {"no token": 401, "unknown token": 401, "another device's stream": 403, "oversized": 413,
+                     "corrupt": 400, "wrong frame size": 400, "envelope names another stream": 400, "replayed": 409}
+    assert all(reply.json()["detail"] for reply in refusals.values())
+    status = service.status("cam-b", token_b)
+    assert (status["chunks"], status["chunk_sequence"], status["duplicate_chunks"]) == (1, 1, 0)
+    assert post(valid).json()["outcome"] == "accepted"  # the stream goes on
+    assert service.status("cam-b", token_b)["chunks"] == 2
+    assert service.status("cam-c", token_c)["chunks"] == 0
+
+
+def test_a_flooding_device_is_rate_limited(service):
+    token = service.add_device("cam-flood")
+    codes = [requests.get(f"{service.url}/v1/streams/cam-flood", headers=_auth(token), timeout=120)
+             for _ in range(40)]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited and int(limited[0].headers["Retry-After"]) >= 1
+    assert all(r.status_code in (200, 429) for r in codes)
+
+
+def test_the_api_is_described_by_openapi(service):
+    schema = requests.get(f"{service.url}/openapi.json", timeout=60).json()
+    assert {"/v1/streams/{stream_id}/chunks", "/v1/streams/{stream_id}/packets", "/v1/streams/{stream_id}/model",
+            "/healthz"} <= set(schema["paths"])
+
+
+def test_a_device_rides_through_a_service_restart(service, video):
+    token = service.add_device("cam-r")
+    device = _device(service, "cam-r", token, video, "--speed", "1", "--duration", "110")
+    try:
+        for _ in range(300):  # until the stream has a checkpoint to resume from
+            if service.status("cam-r", token)["checkpoint"]["written"] >= 1:
+                break
+            time.sleep(1.0)
+        checkpoint = service.status("cam-r", token)["checkpoint"]
+        assert checkpoint["written"] >= 1
+        service.restart()
+        report = _report(device, 900)
+    finally:
+        if device.poll() is None:
+            device.kill()
+    assert report["failure"] is None and report["http"]["retries"] >= 1
+    assert report["rejected_packets"] == []
+    status = service.status("cam-r", token)
+    assert status["resumed_from_packet"] >= checkpoint["sequence"]
+    assert status["packet_sequence"] > status["resumed_from_packet"]  # trained on after the restart
+    assert report["model_version"] >= 1
