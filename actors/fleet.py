@@ -21,15 +21,21 @@ from actors.cluster import alive_node_resources, ensure_fits, ray_options
 from actors.coordinator import Coordinator
 from actors.edge import EdgeStream
 from actors.fault_injection import inject
+from actors.http_edge import HttpEdge
 from actors.node_memory import start_probes
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
 from ams_ray.datasets import read_videos
+from ams_ray.device_registry import DeviceRegistry
 from ams_ray.student_spec import StudentSpec
 from ams_ray.faults import Fault
 from ams_ray.fleet_plan import FleetConfig, FleetPlan, plan_fleet
 from ams_ray.placement import PlacementError
+from ams_ray.service_settings import ServiceSettings
+from serve.ingress import DeviceIngress
 from serve.teacher import APP_NAME, teacher_app
+
+INGRESS_APP = "ams-ingress"
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
@@ -63,6 +69,7 @@ class Launched:
     memory_probes: list = field(default_factory=list)
     teacher_deployed: bool = False  # set before deploying: a deployment that fails half-way is deleted too
     teacher: object = None  # its handle
+    ingress_deployed: bool = False  # transport "http": the device ingress app
     failed: dict[str, str] = field(default_factory=dict)
     setup_s: dict[str, float] = field(default_factory=dict)
 
@@ -110,7 +117,7 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     plan, ams = launched.plan, AmsConfig.for_profile(config.profile)
     launched.memory_probes = start_probes()
     began = phase = time.time()
-    serve.start(http_options={"host": "127.0.0.1"})
+    serve.start(http_options={"host": "127.0.0.1", "port": config.ingress_port})
     launched.teacher_deployed = True
     cpus, gpus = plan.teacher.get("CPU", 0.0), plan.teacher.get("GPU", 0.0)
     custom = {k: v for k, v in plan.teacher.items() if k not in ("CPU", "GPU")}
@@ -132,7 +139,13 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
             config.strategy, handle, launched.coordinator, plan.trainer_settings)
         launched.trainers.update({sid: launched.hosts[host.host_id] for sid in host.stream_ids})
     cache_dir = str(config.cache_dir) if config.cache_dir else None
-    for stream in plan.streams:
+    if config.transport == "http":
+        url, tokens = _deploy_ingress(config, launched)
+        for stream in plan.streams:
+            launched.edges[stream.stream_id] = HttpEdge.options(**ray_options(plan.edge)).remote(
+                stream.stream_id, stream.video, config_json, config.speed, config.duration_s, url,
+                tokens[stream.stream_id], config.call_timeout_s, cache_dir)
+    for stream in plan.streams if config.transport == "ray" else []:
         launched.edges[stream.stream_id] = EdgeStream.options(**ray_options(plan.edge)).remote(
             stream.stream_id, stream.video, config_json, config.speed, config.duration_s, stream.send_phase_s,
             launched.trainers[stream.stream_id], config.call_timeout_s, cache_dir, handle, stream.label_key,
@@ -148,6 +161,23 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     launched.setup_s["total"] = time.time() - began
     say(f"{len(plan.streams) - len(launched.failed)} of {len(plan.streams)} streams ready after "
         f"{launched.setup_s['total']:.0f} s")
+
+
+def _deploy_ingress(config: FleetConfig, launched: Launched) -> tuple[str, dict[str, str]]:
+    """The device ingress on Serve's proxy, routing to the hosts placed here, and one device
+    token per stream (registered in the run's own store). Returns (URL, tokens by stream)."""
+    plan = launched.plan
+    state_url = plan.trainer_settings.checkpoint_url
+    registry = DeviceRegistry(state_url)
+    tokens = {s.stream_id: registry.add(s.stream_id) for s in plan.streams}
+    host_ids = list(launched.hosts)
+    assignment = {sid: host_ids.index(h.host_id) for h in plan.hosts for sid in h.stream_ids}
+    settings = ServiceSettings(state_url=state_url, port=config.ingress_port, teacher=config.teacher, student=config.student,
+                               strategy=config.strategy, profile=config.profile, call_timeout_s=config.call_timeout_s)
+    launched.ingress_deployed = True
+    serve.run(DeviceIngress.bind(None, settings, None, [launched.hosts[h] for h in host_ids], assignment),
+              name=INGRESS_APP, route_prefix="/")
+    return f"http://127.0.0.1:{config.ingress_port}", tokens
 
 
 def _prepare_edges(launched: Launched, bundle_ref, timeout_s: float) -> None:
@@ -257,11 +287,12 @@ def _teardown(launched: Launched) -> None:
                 ray.kill(actor)
             except RayError:
                 pass  # already gone
-    if launched.teacher_deployed:
-        try:
-            serve.delete(APP_NAME)
-        except Exception as exc:  # noqa: BLE001 - teardown goes on; say what was left behind
-            log.error("could not delete the Serve app %s: %s", APP_NAME, exc)
+    for app, deployed in ((INGRESS_APP, launched.ingress_deployed), (APP_NAME, launched.teacher_deployed)):
+        if deployed:
+            try:
+                serve.delete(app)
+            except Exception as exc:  # noqa: BLE001 - teardown goes on; say what was left behind
+                log.error("could not delete the Serve app %s: %s", app, exc)
 
 
 def _wait_ready(waiting: dict[str, tuple[dict, dict[str, float]]], timeout_s: float,

@@ -53,7 +53,7 @@ class HostedStream:
         self.train_cpu_seconds = 0.0
         self.unacknowledged: StreamState | None = None  # the state behind the newest packet sent
         self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
-        self.outbox: list[tuple[int, bytes]] = []  # packets a device fetches (HTTP), newest OUTBOX_SIZE
+        self.outbox: list[tuple[int, bytes, int]] = []  # (sequence, packet, due chunk) for HTTP devices
         self.mail = asyncio.Condition()
         self.rounds_in_flight = 0
         self.polls = 0  # devices waiting for a packet now (long-polls)
@@ -141,7 +141,6 @@ class HostedStream:
         self.session.trained(now_s, result)
         if result.packet is not None:
             self.unacknowledged = self.session.snapshot(self.settings.checkpoint_window_s)
-            self.outbox = [*self.outbox[-(OUTBOX_SIZE - 1):], (self.distiller.sequence, result.packet)]
         self.train_seconds += seconds
         self.train_cpu_seconds += cpu_seconds
         self.metrics.training.observe(seconds)
@@ -151,11 +150,17 @@ class HostedStream:
         return result
 
     # ------------------------------------------------------------------ the outbox (HTTP devices)
-    async def packet_after(self, sequence: int, timeout_s: float) -> tuple[int, bytes] | None:
-        """The oldest packet numbered above `sequence` (with its number), waiting at most
-        `timeout_s` for one."""
-        def first() -> tuple[int, bytes] | None:
-            return next(((seq, data) for seq, data in self.outbox if seq > sequence), None)
+    async def post(self, sequence: int, packet: bytes, due_chunk: int) -> None:
+        """A packet for the device to fetch; `due_chunk`: the upload that made its round due."""
+        self.outbox = [*self.outbox[-(OUTBOX_SIZE - 1):], (sequence, packet, due_chunk)]
+        async with self.mail:
+            self.mail.notify_all()
+
+    async def packet_after(self, sequence: int, timeout_s: float) -> tuple[int, bytes, int] | None:
+        """The oldest packet numbered above `sequence` (with its number and its due chunk),
+        waiting at most `timeout_s` for one."""
+        def first() -> tuple[int, bytes, int] | None:
+            return next((entry for entry in self.outbox if entry[0] > sequence), None)
 
         self.polls += 1
         try:
@@ -173,11 +178,6 @@ class HostedStream:
     def idle(self) -> bool:
         """Nothing in flight: no chunk being taken, no round, no device waiting for a packet."""
         return not (self.rounds_in_flight or self.polls or self.order.locked())
-
-    async def posted(self) -> None:
-        """Wake the long-polls: a packet joined the outbox."""
-        async with self.mail:
-            self.mail.notify_all()
 
     # ------------------------------------------------------------------ checkpoints
     def acknowledged(self, packet: int, version: int) -> StreamState | None:

@@ -171,7 +171,7 @@ class TrainerHost:
                 return "unlabelled", stream.session.sampling_rate_fps
             if due_at is not None:  # asks for the stream before this chunk lets go of it: trains before the next
                 stream.rounds_in_flight += 1
-                asyncio.get_running_loop().create_task(self._train_in_background(stream, due_at))
+                asyncio.get_running_loop().create_task(self._train_in_background(stream, due_at, chunk.sequence))
         return "accepted", rate
 
     def stream_status(self, stream_id: str) -> dict:
@@ -188,8 +188,9 @@ class TrainerHost:
         return sorted(self.streams)
 
     async def next_packet(self, stream_id: str, after: int, version: int | None,
-                          timeout_s: float) -> tuple[int, bytes] | None:
-        """The stream's oldest packet numbered above `after` and its number, waiting up to
+                          timeout_s: float) -> tuple[int, bytes, int] | None:
+        """The stream's oldest packet numbered above `after`, its number and the chunk that made
+        its round due, waiting up to
         `timeout_s` (a long-poll). `version`: the model version the device holds after packet
         `after`, which acknowledges it (the stream is checkpointed, as on `acknowledge`)."""
         stream = self._opened(stream_id)
@@ -197,11 +198,13 @@ class TrainerHost:
             await self._checkpoint_if_due(stream, after, version)
         return await stream.packet_after(after, timeout_s)
 
-    async def _train_in_background(self, stream, now_s: float) -> None:
+    async def _train_in_background(self, stream, now_s: float, due_chunk: int) -> None:
         try:
             async with stream.held():
-                await self._queue_round(stream, now_s)
-            await stream.posted()
+                result = await self._queue_round(stream, now_s)
+                sequence = stream.distiller.sequence
+            if result.packet is not None:
+                await stream.post(sequence, result.packet, due_chunk)
         except Exception as exc:  # noqa: BLE001 - no caller waits: the error is counted and logged
             stream.metrics.errors.count("round_failed")
             log.error("stream %s: a round failed: %s", stream.stream_id, exc)

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -29,9 +30,10 @@ from ams_ray.config import AmsConfig
 from ams_ray.device_link import DeviceLink, DeviceRefused, ServerUnavailable, WireStats
 from ams_ray.edge_client import EdgeClient
 from ams_ray.edge_runtime import EdgeModel
-from ams_ray.label_store import LabelStore, resize_labels
+from ams_ray.label_store import LabelStore
 from ams_ray.messages import SampleChunk
 from ams_ray.metrics import MiouTrace, frame_miou
+from ams_ray.teachers import CachedLabelTeacher, Teacher
 from ams_ray.video import VideoReader
 
 log = logging.getLogger("ams_ray.device")
@@ -39,17 +41,28 @@ UPLOAD_QUEUE = 3  # chunks held while the server is away; older ones are dropped
 POLL_WAIT_S = 20.0
 
 
+OpenVideo = Callable[[int, int], VideoReader]  # (height, width) -> frames at that size
+
+
 class Device:
-    def __init__(self, server: str, device_id: str, token: str, video: Path, truth: Path | None = None,
+    """`open_video` plays the device's video at the size the service asks for; `truth`, when
+    given, labels played frames exactly (a label directory, or a synthetic video's oracle)."""
+
+    def __init__(self, server: str, device_id: str, token: str, open_video: OpenVideo, truth: Teacher | None = None,
                  speed: float = 1.0, duration_s: float | None = None, profile: str = "cpu",
                  give_up_after_s: float = 300.0, linger_s: float = 5.0) -> None:
-        self.device_id, self.video, self.speed, self.duration_s = device_id, video, speed, duration_s
+        self.device_id, self.open_video, self.speed, self.duration_s = device_id, open_video, speed, duration_s
         self.linger_s = linger_s
         self.config = AmsConfig.for_profile(profile)
         self.stats = WireStats()
         self._links = [DeviceLink(server, device_id, token, self.stats, give_up_after_s=give_up_after_s)
                        for _ in range(3)]  # one per thread: player (model), uploader, poller
-        self.truth = LabelStore(truth) if truth else None
+        self.truth = truth
+        self.sent_wall: dict[int, float] = {}  # chunk sequence -> when its upload began
+        self.staleness_s: list[float] = []  # from the upload that made a round due to its packet applied
+        self.applied_wall: list[float] = []
+        self.max_lag_s = 0.0
+        self.frames_played = 0
         self.model_lock = threading.Lock()
         self.client: EdgeClient | None = None
         self.pretrained: EdgeModel | None = None
@@ -75,7 +88,7 @@ class Device:
         for worker in workers:
             worker.start()
         began = time.time()
-        frames = self._play(VideoReader(self.video, height, width))
+        frames = self._play(self.open_video(height, width))
         self._enqueue(self.client.flush())
         self.uploads.put(None)
         workers[0].join()
@@ -97,10 +110,11 @@ class Device:
             ahead = start + video_s / self.speed - time.time()
             if ahead > 0:
                 time.sleep(ahead)
+            self.max_lag_s = max(self.max_lag_s, -ahead)
             self._enqueue(self.client.observe(index, video_s, frame))
             if index % self.config.eval_every == 0:
                 self._evaluate(index, video_s, frame)
-            played = index + 1
+            played = self.frames_played = index + 1
             if time.time() - said >= 10.0:
                 said = time.time()
                 log.info("%s: %.0f s of video, model version %d, %d updates, mIoU %.1f", self.device_id, video_s,
@@ -112,7 +126,7 @@ class Device:
             if self.truth is None:
                 self.client.model.predict(frame[None])  # what the device is for, scored or not
                 return
-            truth = resize_labels(self.truth.read(index), *frame.shape[:2])
+            truth = self.truth.label(frame[None], [index])[0]
             self.client.evaluate(video_s, frame, truth)
         baseline = self.pretrained.predict(frame[None])[0]
         self.pretrained_trace.add(video_s, frame_miou(truth, baseline, self.client.model.num_classes))
@@ -136,6 +150,7 @@ class Device:
         while (chunk := self.uploads.get()) is not None:
             if self.failure:
                 continue
+            self.sent_wall[chunk.sequence] = time.time()
             try:
                 reply = link.upload(chunk)
             except (DeviceRefused, ServerUnavailable) as exc:
@@ -157,9 +172,14 @@ class Device:
                 return
             if reply is None:
                 continue
-            self.after, packet = reply
+            self.after, packet, due_chunk = reply
             with self.model_lock:
-                self.client.apply_packet(packet)
+                applied = self.client.apply_packet(packet)
+            if applied:
+                now = time.time()
+                self.applied_wall.append(now)
+                if due_chunk in self.sent_wall:
+                    self.staleness_s.append(now - self.sent_wall[due_chunk])
 
     def _fail(self, reason: str) -> None:
         """A refusal no retry fixes (or a server gone past the budget) ends the device's run."""
@@ -177,6 +197,8 @@ class Device:
                 "uplink_bytes": c.bandwidth.uplink_bytes, "downlink_bytes": c.bandwidth.downlink_bytes,
                 "uplink_kbps": c.bandwidth.uplink_kbps(duration), "downlink_kbps": c.bandwidth.downlink_kbps(duration),
                 "dropped_chunks": self.dropped_chunks, "replayed_chunks": self.replayed_chunks,
+                "staleness_s": self.staleness_s, "applied_wall": self.applied_wall, "max_lag_s": self.max_lag_s,
+                "times_s": c.trace.times_s, "miou_trace": c.trace.values,
                 "http": self.stats.report(), "torch_loaded": sys.modules.get("torch") is not None,
                 "ray_loaded": sys.modules.get("ray") is not None}
 
@@ -202,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed <= 0:
         print("error: --speed must be positive", file=sys.stderr)
         return 2
-    device = Device(args.server, args.device, args.token, args.video, args.truth, args.speed, args.duration,
-                    give_up_after_s=args.give_up_after)
+    if not args.video.is_file():
+        print(f"error: video file not found: {args.video}", file=sys.stderr)
+        return 2
+    truth = CachedLabelTeacher(LabelStore(args.truth)) if args.truth else None
+    device = Device(args.server, args.device, args.token, lambda h, w: VideoReader(args.video, h, w), truth,
+                    args.speed, args.duration, give_up_after_s=args.give_up_after)
     try:
         report = device.run()
     except (DeviceRefused, ServerUnavailable) as exc:

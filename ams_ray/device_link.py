@@ -26,6 +26,7 @@ from ams_ray.messages import SampleChunk
 PACKET_SEQUENCE_HEADER = "X-AMS-Packet-Sequence"  # a packet's number; with the model, the one to poll after
 CHUNK_SEQUENCE_HEADER = "X-AMS-Chunk-Sequence"  # with the model: the stream's last chunk, numbering goes on after it
 FRAME_SIZE_HEADER = "X-AMS-Frame-Size"  # with the model: HxW of the frames the service takes
+DUE_CHUNK_HEADER = "X-AMS-Due-Chunk"  # with a packet: the upload that made its round due (for staleness)
 
 
 class DeviceRefused(RuntimeError):
@@ -41,35 +42,44 @@ class ServerUnavailable(RuntimeError):
 
 
 @dataclass
-class WireStats:
-    """Thread-safe tallies shared by a device's connections."""
-
+class RouteStats:
     requests: int = 0
-    retries: int = 0
     payload_bytes: int = 0
     wire_bytes: int = 0
-    latency_s: dict[str, list[float]] = field(default_factory=dict)  # by route: chunks, packets, model
+    latency_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class WireStats:
+    """Thread-safe tallies by route (model, chunks, packets), shared by a device's connections."""
+
+    retries: int = 0
+    routes: dict[str, RouteStats] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, route: str, seconds: float, payload: int, wire: int) -> None:
         with self._lock:
-            self.requests += 1
-            self.payload_bytes += payload
-            self.wire_bytes += wire
-            self.latency_s.setdefault(route, []).append(seconds)
+            stats = self.routes.setdefault(route, RouteStats())
+            stats.requests += 1
+            stats.payload_bytes += payload
+            stats.wire_bytes += wire
+            stats.latency_s.append(seconds)
 
     def retried(self) -> None:
         with self._lock:
             self.retries += 1
 
     def report(self) -> dict:
+        """Totals, and per route its bytes and latency (p50, p95 and the samples, for pooling)."""
         with self._lock:
-            return {"requests": self.requests, "retries": self.retries, "payload_bytes": self.payload_bytes,
-                    "wire_bytes": self.wire_bytes,
-                    "overhead_ratio": self.wire_bytes / self.payload_bytes if self.payload_bytes else None,
-                    "latency_s": {route: {"count": len(v), "p50": float(np.percentile(v, 50)),
-                                          "p95": float(np.percentile(v, 95))}
-                                  for route, v in self.latency_s.items() if v}}
+            routes = {name: {"requests": r.requests, "payload_bytes": r.payload_bytes, "wire_bytes": r.wire_bytes,
+                             "latency_p50_s": float(np.percentile(r.latency_s, 50)),
+                             "latency_p95_s": float(np.percentile(r.latency_s, 95)), "latency_s": list(r.latency_s)}
+                      for name, r in self.routes.items()}
+            payload = sum(r.payload_bytes for r in self.routes.values())
+            wire = sum(r.wire_bytes for r in self.routes.values())
+            return {"requests": sum(r.requests for r in self.routes.values()), "retries": self.retries,
+                    "payload_bytes": payload, "wire_bytes": wire, "routes": routes}
 
 
 def _headers_size(headers) -> int:
@@ -115,14 +125,15 @@ class DeviceLink:
                 return {"outcome": "replayed", "sampling_rate_fps": None}
             raise
 
-    def next_packet(self, after: int, version: int, wait_s: float) -> tuple[int, bytes] | None:
-        """The next packet after `after`, if one comes within `wait_s`; the call also tells the
-        server the device holds model `version` after packet `after` (an acknowledgement)."""
+    def next_packet(self, after: int, version: int, wait_s: float) -> tuple[int, bytes, int] | None:
+        """The next packet after `after` (its number, bytes and the chunk that made its round
+        due), if one comes within `wait_s`; the call also tells the server the device holds
+        model `version` after packet `after` (an acknowledgement)."""
         reply = self._request("GET", "packets", params={"after": after, "version": version, "wait": wait_s},
                               read_timeout_s=wait_s)
         if reply.status_code == 204:
             return None
-        return int(reply.headers[PACKET_SEQUENCE_HEADER]), reply.content
+        return int(reply.headers[PACKET_SEQUENCE_HEADER]), reply.content, int(reply.headers[DUE_CHUNK_HEADER])
 
     def _request(self, method: str, route: str, data: bytes | None = None, params: dict | None = None,
                  read_timeout_s: float = 0.0) -> requests.Response:

@@ -91,16 +91,20 @@ class DeviceRegistry:
 
 
 class TokenCheck:
-    """The ingress's view of the registry: token -> device id, re-read at most every `refresh_s`."""
+    """The ingress's view of the registry: token -> device id. Re-read every `refresh_s` (a
+    revocation takes that long to bite), and on an unknown token at most every `miss_refresh_s`
+    (a device added a moment ago is admitted at once; a flood of bad tokens costs few reads)."""
 
-    def __init__(self, registry: DeviceRegistry, refresh_s: float = 2.0) -> None:
-        self.registry, self.refresh_s = registry, refresh_s
+    def __init__(self, registry: DeviceRegistry, refresh_s: float = 2.0, miss_refresh_s: float = 0.25) -> None:
+        self.registry, self.refresh_s, self.miss_refresh_s = registry, refresh_s, miss_refresh_s
         self._by_digest: dict[str, str] = {}
         self._read_at = float("-inf")
 
     def device_for(self, token: str) -> str | None:
         """The device the token belongs to, or None for an unknown or revoked token."""
-        if time.monotonic() - self._read_at >= self.refresh_s:
+        digest = token_digest(token)
+        age = time.monotonic() - self._read_at
+        if age >= self.refresh_s or (digest not in self._by_digest and age >= self.miss_refresh_s):
             self._by_digest = {d.token_sha256: d.device_id for d in self.registry.devices().values() if not d.revoked}
             self._read_at = time.monotonic()
-        return self._by_digest.get(token_digest(token))
+        return self._by_digest.get(digest)

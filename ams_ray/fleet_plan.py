@@ -59,6 +59,8 @@ class FleetConfig:
     call_timeout_s: float = 120.0  # any single remote call a stream waits on
     deadline_s: float | None = None  # default: see FleetPlan.deadline_s
     faults: list[Fault] = field(default_factory=list)
+    transport: str = "ray"  # "http": devices run the standalone client against the ingress (serve/ingress.py)
+    ingress_port: int = 8000  # Serve's HTTP port on 127.0.0.1 (the ingress, with transport "http")
     # Ray's workers push metrics to the node's exporter every few seconds (10 s by default):
     # keep the actors this long after the run so the final counts reach Prometheus.
     metrics_flush_s: float = 0.0
@@ -140,6 +142,8 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
     and "edge", trainers and the teacher go to the first, edges to the second."""
     if config.clients < 1:
         raise ValueError(f"a fleet needs at least one client, got {config.clients}")
+    if config.transport not in ("ray", "http"):
+        raise ValueError(f"transport must be ray or http, got {config.transport!r}")
     if videos is not None and len(videos) != config.clients:
         raise ValueError(f"{len(videos)} videos for {config.clients} clients: give one video per client")
     ams = AmsConfig.for_profile(config.profile)

@@ -61,6 +61,23 @@ def mean_teacher_batch(batch_sizes: list[int]) -> float:
     return len(batch_sizes) / sum(1.0 / b for b in batch_sizes) if batch_sizes else math.nan
 
 
+def http_figures(edges: list[dict]) -> dict:
+    """What the HTTP path costs, over every device that reached the service by HTTP: bytes on
+    the wire (request and status lines, headers, bodies) per payload byte for chunk uploads
+    and packet fetches (the model download, once per device, is left out), and request
+    latency p50/p95 of chunk uploads (packet requests are long-polls, mostly waiting for a round)."""
+    reports = [e["http"] for e in edges if e.get("http")]
+    if not reports:
+        return {"transport": "ray"}
+    streaming = [r["routes"][name] for r in reports for name in ("chunks", "packets") if name in r["routes"]]
+    payload, wire = sum(r["payload_bytes"] for r in streaming), sum(r["wire_bytes"] for r in streaming)
+    uploads = [t for r in reports for t in r["routes"].get("chunks", {}).get("latency_s", [])]
+    return {"transport": "http", "http_requests": sum(r["requests"] for r in reports),
+            "http_retries": sum(r["retries"] for r in reports), "http_payload_bytes": payload, "http_wire_bytes": wire,
+            "http_overhead_ratio": wire / payload if payload else math.nan,
+            "http_chunk_latency_p50_s": _percentile(uploads, 50), "http_chunk_latency_p95_s": _percentile(uploads, 95)}
+
+
 def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], clients: int, wall_s: float,
               speed: float, memory: dict, period_s: float = 10.0, hosts: list[dict] | None = None,
               teacher: str = "", teacher_replicas: int = 1, server_cpu_s: dict[str, float] | None = None) -> dict:

@@ -8,6 +8,7 @@
         --fault kill-trainer:stream-001@22 --fault kill-teacher@35          # inject faults, measure recovery
     python benchmarks/multi_client.py --clients 2 --videos a.mp4 b.mp4    # your own videos (a model teacher)
     python benchmarks/multi_client.py --clients 8 --streams-per-trainer 1 --lockstep   # the old shape
+    python benchmarks/multi_client.py --clients 16 --transport http     # devices over HTTP, with tokens
 
 Starts (or joins) Ray, deploys the shared Teacher on Serve, runs one EdgeStream per client
 on distinct videos (the embedded default: synthetic seeds 0..N-1) and trainer hosts that
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from tqdm import tqdm  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
-from ams_ray.fleet_report import machine_memory, stream_rows, summarize, write_report  # noqa: E402
+from ams_ray.fleet_report import http_figures, machine_memory, stream_rows, summarize, write_report  # noqa: E402
 
 
 def expand_globs(paths: list[Path]) -> list[Path]:
@@ -99,6 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Ray's metrics export port when starting a cluster (Prometheus target 127.0.0.1:PORT)")
     p.add_argument("--metrics-flush-s", type=float, default=12.0,
                    help="keep actors this long after the run so Prometheus sees the final counts (0: no wait)")
+    p.add_argument("--transport", choices=["ray", "http"], default="ray",
+                   help="ray: devices are Ray actors calling trainers directly; http: each device runs the "
+                        "standalone client (python -m ams_ray.device) against the HTTP ingress, with its own token")
+    p.add_argument("--ingress-port", type=int, default=8000, help="loopback port of the ingress (--transport http)")
     p.add_argument("--out", type=Path, default=Path("runs/multi_client"))
     args = p.parse_args(argv)
     if args.videos:
@@ -142,7 +147,8 @@ def main(argv=None) -> int:
                          teacher_max_replicas=args.teacher_max_replicas,
                          teacher_batch=args.teacher_batch, teacher_gpus=args.teacher_gpus, seed_base=args.seed_base,
                          cache_dir=args.cache_dir, checkpoint_store=args.checkpoint_store, checkpoint_window_s=args.checkpoint_window_s,
-                         deadline_s=args.deadline_s, faults=args.fault, metrics_flush_s=args.metrics_flush_s)
+                         deadline_s=args.deadline_s, faults=args.fault, metrics_flush_s=args.metrics_flush_s,
+                         transport=args.transport, ingress_port=args.ingress_port)
     bar = tqdm(desc=f"{args.clients} streams at {args.speed:g}x", unit="frame")
 
     def progress(done: int, running: int) -> None:
@@ -165,6 +171,7 @@ def main(argv=None) -> int:
                         machine_memory(result.node_memory, result.started_wall),
                         AmsConfig.for_profile(config.profile).training.period_s, result.hosts,
                         config.teacher, config.teacher_replicas, result.server_cpu_s)
+    summary.update(http_figures(result.edges))
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
     summary["lockstep"] = args.lockstep

@@ -29,7 +29,8 @@ from actors.coordinator import Coordinator
 from actors.metrics import ErrorCounter
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
-from ams_ray.device_link import CHUNK_SEQUENCE_HEADER, FRAME_SIZE_HEADER, PACKET_SEQUENCE_HEADER
+from ams_ray.device_link import (CHUNK_SEQUENCE_HEADER, DUE_CHUNK_HEADER, FRAME_SIZE_HEADER,
+                                 PACKET_SEQUENCE_HEADER)
 from ams_ray.device_registry import DeviceRegistry, TokenCheck
 from ams_ray.fleet_plan import TrainerSettings
 from ams_ray.rate_limit import RateLimiter
@@ -58,15 +59,20 @@ class Refused(HTTPException):
                   ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class DeviceIngress:
-    def __init__(self, teacher, settings: ServiceSettings, student: StudentSpec) -> None:
+    def __init__(self, teacher, settings: ServiceSettings, student: StudentSpec | None, hosts: list | None = None,
+                 assignment: dict[str, int] | None = None) -> None:
+        """Standalone, the replica starts its own trainer hosts with the first device. A fleet
+        run (`multi_client.py --transport http`) passes the `hosts` it placed instead, with the
+        `assignment` of each stream to one of them."""
         self.teacher, self.settings, self.student = teacher, settings, student
+        self.assignment = assignment
         self.profile = AmsConfig.for_profile(settings.profile)
         self.tokens = TokenCheck(DeviceRegistry(settings.state_url))
         self.limiter = RateLimiter(settings.requests_per_s, settings.request_burst)
         self.decoder = IsolatedDecoder(ChunkLimits(self.profile.video.height, self.profile.video.width,
                                                    settings.max_chunk_frames, settings.max_body_bytes))
         self.errors = ErrorCounter("ingress")
-        self.hosts: list = []
+        self.hosts: list = hosts or []
         self._starting = asyncio.Lock()
 
     # ------------------------------------------------------------------ routes
@@ -114,8 +120,9 @@ class DeviceIngress:
             reply = await self._call(host.next_packet.remote(stream_id, after, version, timeout), timeout)
             if reply is None:
                 return Response(status_code=204)
-            sequence, packet = reply
-            return Response(packet, media_type=OCTETS, headers={PACKET_SEQUENCE_HEADER: str(sequence)})
+            sequence, packet, due_chunk = reply
+            return Response(packet, media_type=OCTETS, headers={PACKET_SEQUENCE_HEADER: str(sequence),
+                                                                DUE_CHUNK_HEADER: str(due_chunk)})
 
     @app.get(f"/{API_VERSION}/streams/{{stream_id}}/model")
     async def model(self, stream_id: str, request: Request) -> Response:
@@ -179,6 +186,8 @@ class DeviceIngress:
             async with self._starting:
                 if not self.hosts:
                     self.hosts = await self._start_hosts()
+        if self.assignment is not None:
+            return self.hosts[self.assignment[stream_id]]
         return self.hosts[zlib.crc32(stream_id.encode()) % len(self.hosts)]
 
     async def _start_hosts(self) -> list:

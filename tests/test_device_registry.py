@@ -40,3 +40,11 @@ def test_registry_refusals_say_what_to_do(tmp_path):
     (tmp_path / "devices.json").write_text("{not json")
     with pytest.raises(RegistryError, match="unreadable"):
         registry.devices()
+
+
+def test_a_device_added_while_the_ingress_runs_is_admitted_at_once(tmp_path):
+    registry = DeviceRegistry(tmp_path)
+    check = TokenCheck(registry, refresh_s=3600.0, miss_refresh_s=0.0)
+    assert check.device_for("nobody") is None  # the registry is now read and cached for an hour
+    token = registry.add("cam-new")
+    assert check.device_for(token) == "cam-new"

@@ -9,7 +9,7 @@ from actors.fleet import run_fleet
 from ams_ray.datasets import SyntheticSpec
 from ams_ray.faults import Fault, fault_outcomes
 from ams_ray.fleet_plan import FleetConfig
-from ams_ray.fleet_report import machine_memory, summarize
+from ams_ray.fleet_report import http_figures, machine_memory, summarize
 from ams_ray.placement import PlacementError
 from ams_ray.students import build_student
 
@@ -47,6 +47,30 @@ def test_streams_adapt_end_to_end_in_one_host_on_the_gpu(ray_local, cache_dir, t
     assert host["memory_mb"]["pss_mb"] > 0
     assert list(result.coordinator["devices"].values()) == [result.coordinator["devices"]["trainer-00"]]
     assert result.coordinator["devices"]["trainer-00"].endswith(":gpu0")
+
+
+def test_devices_over_http_adapt_through_the_ingress(ray_local, cache_dir, tmp_path):
+    """`--transport http`: each device runs the standalone client with its own token against
+    the ingress on Serve's proxy, which routes to the hosts the fleet placed."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=530,
+                         teacher="tests.teacher_plugins:colour", teacher_cpus=0.5, transport="http",
+                         ingress_port=port, checkpoint_store=str(tmp_path / "store"))
+    result = run_fleet(config)
+    assert result.failed == {}
+    summary = {**summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 2.0, {}),
+               **http_figures(result.edges)}
+    assert summary["completed"] == summary["scored"] == 2 and summary["transport"] == "http"
+    assert summary["http_overhead_ratio"] > 1.0 and summary["http_chunk_latency_p95_s"] > 0
+    assert summary["http_retries"] == 0
+    for edge in result.edges:
+        assert edge["frames"] == 450 and edge["updates_applied"] >= 2 and not edge["torch_loaded"]
+        assert len(edge["staleness_s"]) == edge["updates_applied"] and min(edge["staleness_s"]) > 0
+    assert all(t["rounds"] >= 2 and t["checkpoint"]["written"] >= 1 for t in result.trainers)
 
 
 def test_impossible_request_fails_before_anything_starts(ray_local, cache_dir):
