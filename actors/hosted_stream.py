@@ -194,6 +194,13 @@ class HostedStream:
         self.unacknowledged = None
         return state
 
+    def closing_state(self) -> StreamState | None:
+        """The stream as it stands, to keep when it closes, if the device holds the server's
+        model (its last packet acknowledged); else None, and the last checkpoint stands."""
+        if self.unacknowledged is not None or self.checkpoint["sequence"] != self.distiller.sequence:
+            return None
+        return self.session.snapshot(self.settings.checkpoint_window_s)
+
     def write_checkpoint(self, state: StreamState) -> None:
         began = time.perf_counter()
         try:

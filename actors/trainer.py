@@ -234,6 +234,10 @@ class TrainerHost:
                 if stream.last_activity < cutoff and stream.idle:
                     del self.streams[sid]
                     self.retired += 1
+                    state = stream.closing_state()
+                    if state is not None:  # keeps the chunks since the last packet too
+                        await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread,
+                                                                         stream.write_checkpoint, state)
                     log.info("host %s: retired idle stream %s (checkpoint at packet %d kept)", self.host_id, sid,
                              stream.checkpoint["sequence"])
 
