@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import psutil
 import ray
 from ray import serve
 from ray.exceptions import RayError
@@ -55,6 +56,7 @@ class FleetResult:
     faults: list[tuple[Fault, float]] = field(default_factory=list)
     node_memory: list[dict] = field(default_factory=list)  # NodeMemory.report() of every node
     server_cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds over the run: teacher, trainers
+    machine_cpu_s: float = 0.0  # busy CPU seconds of the driver's machine over the run (every process on it)
 
 
 @dataclass
@@ -93,19 +95,21 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
         _launch(config, launched, student, on_setup or log.info)
         began = time.time()
         cpu_before = _server_cpu(launched, config.call_timeout_s)
+        machine_before = _busy_cpu_s()
         runs = _start(launched)
         if on_started:
             on_started(dict(launched.edges), dict(launched.trainers))
         reports, fired = _watch(config, launched, runs, began, on_progress)
         wall = time.time() - began
         cpu_after = _server_cpu(launched, config.call_timeout_s)
+        machine = _busy_cpu_s() - machine_before
         hosts = _collect_hosts(launched, config.call_timeout_s)
         coordinator = ray.get(launched.coordinator.summary.remote(), timeout=config.call_timeout_s)
         memory = _collect_memory(launched, config.call_timeout_s)
         time.sleep(config.metrics_flush_s)
         return FleetResult(reports, [s for h in hosts for s in h["streams"]], hosts, launched.failed, coordinator,
                            wall, began, launched.setup_s, fired, memory,
-                           {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before})
+                           {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before}, machine)
     finally:
         _teardown(launched)
 
@@ -172,8 +176,9 @@ def _deploy_ingress(config: FleetConfig, launched: Launched) -> tuple[str, dict[
     tokens = {s.stream_id: registry.add(s.stream_id) for s in plan.streams}
     host_ids = list(launched.hosts)
     assignment = {sid: host_ids.index(h.host_id) for h in plan.hosts for sid in h.stream_ids}
-    settings = ServiceSettings(state_url=state_url, port=config.ingress_port, teacher=config.teacher, student=config.student,
-                               strategy=config.strategy, profile=config.profile, call_timeout_s=config.call_timeout_s)
+    # The teacher and student are the hosts' (built above): the ingress starts none of its own.
+    settings = ServiceSettings(state_url=state_url, port=config.ingress_port, strategy=config.strategy,
+                               profile=config.profile, call_timeout_s=config.call_timeout_s)
     launched.ingress_deployed = True
     serve.run(DeviceIngress.bind(None, settings, None, [launched.hosts[h] for h in host_ids], assignment),
               name=INGRESS_APP, route_prefix="/")
@@ -234,16 +239,26 @@ def _collect_edge(ref, stream_id: str, reports: list[dict], failed: dict[str, st
 
 
 def _server_cpu(launched: Launched, timeout_s: float) -> dict[str, float]:
-    """CPU seconds so far of the teacher (one replica's) and of all trainer hosts; a part that
+    """CPU seconds so far of the teacher (one replica's), of all trainer hosts and of the ingress
+    (transport "http"; its decoder process included); a part that
     does not answer is left out, so a difference over the run is taken only where both ends are."""
     seconds, _, _ = _settle({host.cpu_seconds.remote(): host_id for host_id, host in launched.hosts.items()},
                             timeout_s)
     cpu = {"trainers": sum(seconds.values())} if len(seconds) == len(launched.hosts) else {}
     try:
         cpu["teacher"] = launched.teacher.process.remote().result(timeout_s=timeout_s)["cpu_seconds"]
+        if launched.ingress_deployed:
+            ingress = serve.get_app_handle(INGRESS_APP)
+            cpu["ingress"] = ingress.process.remote().result(timeout_s=timeout_s)["cpu_seconds"]
     except Exception:  # noqa: BLE001 - a replica being replaced: the share is not reported
         pass
     return cpu
+
+
+def _busy_cpu_s() -> float:
+    """Busy CPU seconds of this machine so far, all cores (psutil: total minus idle and iowait)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def _collect_hosts(launched: Launched, timeout_s: float) -> list[dict]:

@@ -1,5 +1,7 @@
 """TrainerHost: the server side of K streams in one process (K = 1: a per-stream trainer).
 
+(Devices that reach the service over HTTP use the methods of `actors/device_streams.py`.)
+
 A chunk arrives from an edge -> labelled by the shared Teacher deployment (awaited, so the
 host keeps serving its other streams) -> window, ASR, ATR -> if a round is due, it joins
 the host's round queue. One training thread takes rounds from that queue, each under a
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import ray
 from ray.exceptions import RayError
 
+from actors.device_streams import DeviceStreams
 from actors.metrics import ErrorCounter
 from actors.teacher_client import label_with_retry
 from ams_ray.fleet_plan import TrainerSettings
@@ -48,7 +51,7 @@ class DueRound:
 
 
 @ray.remote(max_restarts=3, max_task_retries=2)
-class TrainerHost:
+class TrainerHost(DeviceStreams):
     def __init__(self, host_id: str, streams: list[tuple[str, str | None]], student: StudentSpec, num_classes: int,
                  config_json: str, strategy: str, teacher_handle, coordinator, settings: TrainerSettings) -> None:
         import torch
@@ -69,7 +72,8 @@ class TrainerHost:
         self._new_stream = lambda sid, key: HostedStream(sid, key, student, num_classes, config, strategy, settings,
                                                          self.store, self.device)
         self.streams = {sid: self._new_stream(sid, key) for sid, key in streams}
-        self.retired = 0
+        self.retired = 0  # streams closed for idleness (DeviceStreams)
+        self._retiring = None
         self._bundle = None
         self._fresh_distiller = lambda: OnlineDistiller(build_student(student, num_classes), config.training,
                                                         STRATEGIES[strategy].strategy)
@@ -143,103 +147,6 @@ class TrainerHost:
     async def acknowledge(self, stream_id: str, packet: int, version: int) -> None:
         """The device applied `packet`: checkpoint its stream (once per packet)."""
         await self._checkpoint_if_due(self._stream(stream_id), packet, version)
-
-    # ------------------------------------------------------------------ the data path of HTTP devices
-    def device_started(self, stream_id: str) -> dict:
-        """A device fetched the pretrained model to start from: open its stream (resuming its
-        checkpoint) and restart the stream's model from version 0 too, so the next packet fits.
-        Returns what the device should know about the stream."""
-        stream = self._opened(stream_id)
-        stream.distiller.restart_from_pretrained()
-        return {"stream_id": stream_id, "resumed_from_packet": stream.resumed_from,
-                "packet_sequence": stream.distiller.sequence, "chunk_sequence": stream.session.last_chunk,
-                "sampling_rate_fps": stream.session.sampling_rate_fps}
-
-    async def submit_chunk(self, stream_id: str, data: bytes) -> tuple[str, float]:
-        """One upload from an HTTP device -> (outcome, sampling rate). Outcomes: "accepted",
-        "replayed" (a sequence number already taken: nothing changes), "unlabelled" (the teacher
-        failed; skipped and counted). A round that falls due trains in the background; its
-        packet goes to the stream's outbox (`next_packet`)."""
-        stream = self._opened(stream_id)
-        chunk = SampleChunk.from_bytes(data)
-        async with stream.in_sequence(chunk.sequence):
-            if chunk.sequence <= stream.session.last_chunk:
-                stream.metrics.errors.count("replayed_chunk")
-                return "replayed", stream.session.sampling_rate_fps
-            rate, due_at = await self._take(stream, chunk)
-            if rate is None:
-                return "unlabelled", stream.session.sampling_rate_fps
-            if due_at is not None:  # asks for the stream before this chunk lets go of it: trains before the next
-                stream.rounds_in_flight += 1
-                asyncio.get_running_loop().create_task(self._train_in_background(stream, due_at, chunk.sequence))
-        return "accepted", rate
-
-    def stream_status(self, stream_id: str) -> dict:
-        """Where the stream stands (opening it, from its checkpoint, if it was closed)."""
-        stream = self._opened(stream_id)
-        s = stream.session.stats
-        return {"stream_id": stream_id, "host": self.host_id, "resumed_from_packet": stream.resumed_from,
-                "packet_sequence": stream.distiller.sequence, "model_version": stream.distiller.version,
-                "chunk_sequence": stream.session.last_chunk, "chunks": s.chunks, "rounds": s.rounds,
-                "duplicate_chunks": s.duplicate_chunks, "missing_chunks": s.missing_chunks, "resyncs": s.resyncs,
-                "sampling_rate_fps": stream.session.sampling_rate_fps, "checkpoint": dict(stream.checkpoint)}
-
-    def open_streams(self) -> list[str]:
-        return sorted(self.streams)
-
-    async def next_packet(self, stream_id: str, after: int, version: int | None,
-                          timeout_s: float) -> tuple[int, bytes, int] | None:
-        """The stream's oldest packet numbered above `after`, its number and the chunk that made
-        its round due, waiting up to
-        `timeout_s` (a long-poll). `version`: the model version the device holds after packet
-        `after`, which acknowledges it (the stream is checkpointed, as on `acknowledge`)."""
-        stream = self._opened(stream_id)
-        if version is not None:
-            await self._checkpoint_if_due(stream, after, version)
-        return await stream.packet_after(after, timeout_s)
-
-    async def _train_in_background(self, stream, now_s: float, due_chunk: int) -> None:
-        try:
-            async with stream.held():
-                result = await self._queue_round(stream, now_s)
-                sequence = stream.distiller.sequence
-            if result.packet is not None:
-                await stream.post(sequence, result.packet, due_chunk)
-        except Exception as exc:  # noqa: BLE001 - no caller waits: the error is counted and logged
-            stream.metrics.errors.count("round_failed")
-            log.error("stream %s: a round failed: %s", stream.stream_id, exc)
-        finally:
-            stream.rounds_in_flight -= 1
-
-    def _opened(self, stream_id: str):
-        """A stream of this host, opened (from its checkpoint, if any) when a device first shows up."""
-        if stream_id not in self.streams:
-            self.streams[stream_id] = self._new_stream(stream_id, None)
-            self._ensure_retiring()
-        stream = self.streams[stream_id]
-        stream.last_activity = time.monotonic()
-        return stream
-
-    def _ensure_retiring(self) -> None:
-        if self.settings.idle_retire_s and getattr(self, "_retiring", None) is None:
-            self._retiring = asyncio.get_running_loop().create_task(self._retire_idle())
-
-    async def _retire_idle(self) -> None:
-        """Drop streams no device has touched for `idle_retire_s`; their last checkpoint stays, so
-        a device that comes back resumes from it."""
-        while True:
-            await asyncio.sleep(min(5.0, self.settings.idle_retire_s / 2))
-            cutoff = time.monotonic() - self.settings.idle_retire_s
-            for sid, stream in list(self.streams.items()):
-                if stream.last_activity < cutoff and stream.idle:
-                    del self.streams[sid]
-                    self.retired += 1
-                    state = stream.closing_state()
-                    if state is not None:  # keeps the chunks since the last packet too
-                        await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread,
-                                                                         stream.write_checkpoint, state)
-                    log.info("host %s: retired idle stream %s (checkpoint at packet %d kept)", self.host_id, sid,
-                             stream.checkpoint["sequence"])
 
     def _stream(self, stream_id: str):
         if stream_id not in self.streams:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ams_ray.datasets import default_cache_dir
 
@@ -40,6 +40,15 @@ class ServiceSettings(BaseModel):
     requests_per_s: float = Field(5.0, gt=0, description="each device's sustained request budget")
     request_burst: int = Field(20, ge=1)
     call_timeout_s: float = Field(120.0, gt=0)
+
+    @field_validator("teacher")
+    @classmethod
+    def _labels_pixels(cls, spec: str) -> str:
+        if spec == "oracle" or spec.startswith("labels:"):
+            raise ValueError(f"teacher {spec!r} looks labels up by video and frame, which a device in the field "
+                             "does not send; the service needs a teacher that labels pixels: network, "
+                             "torchvision:NAME:WEIGHTS or MODULE:FACTORY")
+        return spec
 
     @property
     def checkpoint_url(self) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import av
+import psutil
 
 from ams_ray.messages import SampleChunk
 
@@ -111,6 +112,7 @@ class IsolatedDecoder:
         self._process = None
         self._connection = None
         self.restarts = 0
+        self._retired_cpu_s = 0.0
 
     def check(self, chunk: SampleChunk) -> None:
         """Raises ChunkRejected unless the chunk's bitstream decodes to its frames at the right size."""
@@ -140,11 +142,20 @@ class IsolatedDecoder:
         self._connection = parent
 
     def _replace(self) -> None:
+        self._retired_cpu_s += self.cpu_seconds()
         self._process.kill()
         self._process.join(5.0)
         self._connection.close()
         self._process = self._connection = None
         self.restarts += 1
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the worker processes so far: the live one's, plus those replaced."""
+        live = 0.0
+        if self._process is not None and self._process.is_alive():
+            times = psutil.Process(self._process.pid).cpu_times()
+            live = times.user + times.system
+        return self._retired_cpu_s + live
 
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None

@@ -172,6 +172,7 @@ def main(argv=None) -> int:
                         AmsConfig.for_profile(config.profile).training.period_s, result.hosts,
                         config.teacher, config.teacher_replicas, result.server_cpu_s)
     summary.update(http_figures(result.edges))
+    summary["machine_cpu_s"] = result.machine_cpu_s  # on a one-machine run: everything, Serve's proxy included
     summary["setup_s"] = result.setup_s
     summary["scheduler"] = args.scheduler
     summary["lockstep"] = args.lockstep

@@ -53,18 +53,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def start(settings: dict, address: str | None) -> str:
+def start(app, settings: dict, address: str | None) -> str:
     """Ray, Serve's HTTP proxy on the chosen address, the app; returns the service URL."""
-    from actors.loopback import use_loopback_only
-
-    use_loopback_only()  # before Ray is imported: a cluster started here stays on 127.0.0.1
     from ray import serve
 
     from actors.cluster import connect
 
     connect(address)
     serve.start(http_options={"host": settings["host"], "port": settings["port"]})
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings['host']}:{settings['port']}"
 
 
@@ -97,11 +94,20 @@ def stop() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = {k: v for k, v in vars(args).items() if k != "address"}
+    if args.address is None:
+        from actors.loopback import use_loopback_only
+
+        use_loopback_only()  # before Ray is imported: a cluster started here stays on 127.0.0.1
+    try:
+        app = build_app(settings)
+    except (ValueError, OSError) as exc:  # bad settings, a missing weights file: no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     try:
-        url = start(settings, args.address)
+        url = start(app, settings, args.address)
         wait_healthy(url)
         print(f"ams-ray service ready at {url} (API docs at {url}/docs); state in {expand_local(args.state_url)}; "
               "Ctrl-C stops it", flush=True)

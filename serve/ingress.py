@@ -17,6 +17,7 @@ calls. One replica: a second would start a second set of hosts.
 
 import asyncio
 import logging
+import time
 import zlib
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -137,6 +138,11 @@ class DeviceIngress:
                             headers={PACKET_SEQUENCE_HEADER: str(info["packet_sequence"]),
                                      CHUNK_SEQUENCE_HEADER: str(info["chunk_sequence"]),
                                      FRAME_SIZE_HEADER: f"{self.profile.video.height}x{self.profile.video.width}"})
+
+    def process(self) -> dict:
+        """CPU seconds so far of this replica and its decoder process: the ingress's share of the
+        server's CPU (`multi_client.py --transport http`)."""
+        return {"cpu_seconds": time.process_time() + self.decoder.cpu_seconds()}
 
     # ------------------------------------------------------------------ checks
     def _admit(self, stream_id: str, request: Request) -> None:

@@ -71,6 +71,8 @@ def test_devices_over_http_adapt_through_the_ingress(ray_local, cache_dir, tmp_p
         assert edge["frames"] == 450 and edge["updates_applied"] >= 2 and not edge["torch_loaded"]
         assert len(edge["staleness_s"]) == edge["updates_applied"] and min(edge["staleness_s"]) > 0
     assert all(t["rounds"] >= 2 and t["checkpoint"]["written"] >= 1 for t in result.trainers)
+    assert set(result.server_cpu_s) == {"teacher", "trainers", "ingress"} and result.server_cpu_s["ingress"] > 0
+    assert result.machine_cpu_s > sum(result.server_cpu_s.values())
 
 
 def test_impossible_request_fails_before_anything_starts(ray_local, cache_dir):

@@ -178,6 +178,12 @@ def test_a_flooding_device_is_rate_limited(service):
     assert all(r.status_code in (200, 429) for r in codes)
 
 
+def test_a_device_with_a_wrong_token_stops_with_the_servers_reason(service, video):
+    device = _device(service, "cam-a", "not-a-token", video, "--duration", "5")
+    out, err = device.communicate(timeout=120)
+    assert device.returncode == 2 and "HTTP 401" in err and "Traceback" not in err
+
+
 def test_the_api_is_described_by_openapi(service):
     schema = requests.get(f"{service.url}/openapi.json", timeout=60).json()
     assert {"/v1/streams/{stream_id}/chunks", "/v1/streams/{stream_id}/packets", "/v1/streams/{stream_id}/model",
@@ -205,3 +211,22 @@ def test_a_device_rides_through_a_service_restart(service, video):
     assert status["resumed_from_packet"] >= checkpoint["sequence"]
     assert status["packet_sequence"] > status["resumed_from_packet"]  # trained on after the restart
     assert report["model_version"] >= 1
+
+
+def test_the_serve_config_file_is_a_valid_serve_deployment():
+    """`serve run serve/service.yaml` builds the same app from the same settings."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from ams_ray.service_settings import ServiceSettings
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "serve" / "service.yaml").read_text())
+    (app,) = ServeDeploySchema.model_validate(config).applications
+    assert app.import_path == "serve.app:build_app" and config["http_options"]["host"] == "127.0.0.1"
+    assert ServiceSettings(**app.args).teacher == "network"
+
+
+def test_a_service_that_cannot_label_pixels_is_refused_before_it_starts(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "serve.app", "--state-dir", str(tmp_path), "--teacher", "oracle"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "labels pixels" in result.stderr and "Traceback" not in result.stderr

@@ -79,3 +79,23 @@ def test_a_decoder_crash_costs_one_chunk_and_the_next_decodes():
             decoder.check(_chunk(h264=encode_chunk(_frames(3, 64, 64))))
     finally:
         decoder.close()
+
+
+def hanging_decoder(h264: bytes, expected: int, height: int, width: int) -> int:
+    """A bitstream that sends the decoder into a loop."""
+    if h264.startswith(b"HANG"):
+        import time
+
+        time.sleep(3600)
+    return count_frames(h264, expected, height, width)
+
+
+def test_a_hanging_decoder_is_replaced_after_its_timeout():
+    decoder = IsolatedDecoder(ChunkLimits(H, W, max_frames=8, decode_timeout_s=2.0), hanging_decoder)
+    try:
+        with pytest.raises(ChunkRejected, match="decoding took over 2 s") as refused:
+            decoder.check(_chunk(h264=b"HANG"))
+        assert refused.value.kind == "decoder_timeout" and decoder.restarts == 1
+        decoder.check(_chunk())
+    finally:
+        decoder.close()
