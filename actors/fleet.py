@@ -147,8 +147,8 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
         url, tokens = _deploy_ingress(config, launched)
         for stream in plan.streams:
             launched.edges[stream.stream_id] = HttpEdge.options(**ray_options(plan.edge)).remote(
-                stream.stream_id, stream.video, config_json, config.speed, config.duration_s, url,
-                tokens[stream.stream_id], config.call_timeout_s, cache_dir)
+                stream.stream_id, stream.video, config_json, config.speed, config.duration_s, stream.send_phase_s,
+                url, tokens[stream.stream_id], config.call_timeout_s, cache_dir)
     for stream in plan.streams if config.transport == "ray" else []:
         launched.edges[stream.stream_id] = EdgeStream.options(**ray_options(plan.edge)).remote(
             stream.stream_id, stream.video, config_json, config.speed, config.duration_s, stream.send_phase_s,

@@ -22,9 +22,10 @@ from ams_ray.video import VideoReader
 @ray.remote(max_restarts=0, max_concurrency=2)  # `progress` answers while `run` plays
 class HttpEdge:
     def __init__(self, stream_id: str, video: SyntheticSpec | VideoFile, config_json: str, speed: float,
-                 max_duration_s: float | None, url: str, token: str, call_timeout_s: float,
+                 max_duration_s: float | None, send_phase_s: float, url: str, token: str, call_timeout_s: float,
                  cache_dir: str | None = None) -> None:
         self.stream_id, self.video, self.speed, self.max_duration_s = stream_id, video, speed, max_duration_s
+        self.send_phase_s = send_phase_s
         self.url, self.token, self.call_timeout_s = url, token, call_timeout_s
         self.config = AmsConfig.model_validate_json(config_json)
         self.cache_dir = cache_dir
@@ -45,7 +46,8 @@ class HttpEdge:
             open_video = lambda h, w: VideoReader(name, h, w, data=data)  # noqa: E731
             truth = CachedLabelTeacher(self.video.truth) if self.video.truth else None
         self.device = Device(self.url, self.stream_id, self.token, open_video, truth, self.speed,
-                             self.max_duration_s, give_up_after_s=self.call_timeout_s)
+                             self.max_duration_s, give_up_after_s=self.call_timeout_s,
+                             send_phase_s=self.send_phase_s)
         return 0.0
 
     def progress(self) -> int:

@@ -50,9 +50,11 @@ class Device:
 
     def __init__(self, server: str, device_id: str, token: str, open_video: OpenVideo, truth: Teacher | None = None,
                  speed: float = 1.0, duration_s: float | None = None, profile: str = "cpu",
-                 give_up_after_s: float = 300.0, linger_s: float = 5.0) -> None:
+                 give_up_after_s: float = 300.0, linger_s: float = 5.0, send_phase_s: float | None = None) -> None:
+        """`send_phase_s`: video time of the first upload (default: one send period); devices
+        started together should not all upload at the same instants."""
         self.device_id, self.open_video, self.speed, self.duration_s = device_id, open_video, speed, duration_s
-        self.linger_s = linger_s
+        self.linger_s, self.send_phase_s = linger_s, send_phase_s
         self.config = AmsConfig.for_profile(profile)
         self.stats = WireStats()
         self._links = [DeviceLink(server, device_id, token, self.stats, give_up_after_s=give_up_after_s)
@@ -81,7 +83,7 @@ class Device:
         height, width = start.frame_size
         self.client = EdgeClient(self.device_id, start.bundle, self.config.sampling.initial_rate_fps,
                                  self.config.training.send_period_s, self.config.video.chunk_crf,
-                                 last_chunk=start.chunk_sequence)
+                                 send_phase_s=self.send_phase_s, last_chunk=start.chunk_sequence)
         self.pretrained = EdgeModel(start.bundle) if self.truth else None
         workers = [threading.Thread(target=self._upload_loop, name="uploader", daemon=True),
                    threading.Thread(target=self._poll_loop, name="poller", daemon=True)]
@@ -93,11 +95,9 @@ class Device:
         self.uploads.put(None)
         workers[0].join()
         time.sleep(self.linger_s if self.failure is None else 0.0)  # the last round's packet, if it comes soon
-        self.done.set()
-        for link in self._links:
-            link.close()
-        workers[1].join(POLL_WAIT_S + 15.0)
-        return self._report(frames, time.time() - began)
+        self.done.set()  # the poller stops after its current long-poll; nothing waits for it
+        with self.model_lock:
+            return self._report(frames, time.time() - began)
 
     def _play(self, reader: VideoReader) -> int:
         fps = self.fps = reader.fps

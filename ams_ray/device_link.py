@@ -107,7 +107,6 @@ class DeviceLink:
         self.stats, self.timeout_s, self.give_up_after_s = stats, timeout_s, give_up_after_s
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
-        self.stopping = threading.Event()  # set to end retry waits early
 
     def fetch_model(self) -> "StartingPoint":
         reply = self._request("GET", "model")
@@ -154,10 +153,10 @@ class DeviceLink:
                     raise DeviceRefused(reply.status_code, _detail(reply))
                 problem = f"HTTP {reply.status_code}"
                 wait = float(reply.headers.get("Retry-After", delay)) if reply.status_code in (429, 503) else delay
-            if time.monotonic() + wait > deadline or self.stopping.is_set():
+            if time.monotonic() + wait > deadline:
                 raise ServerUnavailable(f"{method} {route}: no answer within {self.give_up_after_s:g} s ({problem})")
             self.stats.retried()
-            self.stopping.wait(wait * random.uniform(0.8, 1.2))
+            time.sleep(wait * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 10.0)
 
     def _record(self, route: str, reply: requests.Response, seconds: float, sent: int) -> None:
@@ -166,10 +165,6 @@ class DeviceLink:
         wire += len(f"HTTP/1.1 {reply.status_code} {reply.reason}\r\n") + _headers_size(reply.headers) \
             + len(reply.content)
         self.stats.record(route, seconds, sent + len(reply.content), wire)
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.session.close()
 
 
 def _detail(reply: requests.Response) -> str:
