@@ -122,6 +122,8 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     launched.memory_probes = start_probes()
     began = phase = time.time()
     serve.start(http_options={"host": "127.0.0.1", "port": config.ingress_port})
+    if config.transport == "http":
+        _check_proxy_port(config.ingress_port)
     launched.teacher_deployed = True
     cpus, gpus = plan.teacher.get("CPU", 0.0), plan.teacher.get("GPU", 0.0)
     custom = {k: v for k, v in plan.teacher.items() if k not in ("CPU", "GPU")}
@@ -165,6 +167,17 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     launched.setup_s["total"] = time.time() - began
     say(f"{len(plan.streams) - len(launched.failed)} of {len(plan.streams)} streams ready after "
         f"{launched.setup_s['total']:.0f} s")
+
+
+def _check_proxy_port(port: int) -> None:
+    """`serve.start` keeps a proxy that already runs, on whatever port it was given; devices
+    sent to another port would only find nothing listening."""
+    from ray.serve.context import _get_global_client  # no public API tells the running proxy's port
+
+    running = _get_global_client().http_config.port
+    if running != port:
+        raise RuntimeError(f"Serve's HTTP proxy on this cluster already listens on port {running}, not {port}: "
+                           f"pass --ingress-port {running}, or stop Serve (serve shutdown) first")
 
 
 def _deploy_ingress(config: FleetConfig, launched: Launched) -> tuple[str, dict[str, str]]:

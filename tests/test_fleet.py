@@ -54,9 +54,17 @@ def test_devices_over_http_adapt_through_the_ingress(ray_local, cache_dir, tmp_p
     the ingress on Serve's proxy, which routes to the hosts the fleet placed."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from ray import serve
+
+    serve.shutdown()  # an earlier run's proxy keeps its port; this one needs a free one of its own
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        port, taken = a.getsockname()[1], b.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": taken})
+    with pytest.raises(RuntimeError, match=f"already listens on port {taken}, not {port}"):
+        run_fleet(FleetConfig(clients=1, transport="http", ingress_port=port, cache_dir=cache_dir))
+    serve.shutdown()
     config = FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=530,
                          teacher="tests.teacher_plugins:colour", teacher_cpus=0.5, transport="http",
                          ingress_port=port, checkpoint_store=str(tmp_path / "store"))

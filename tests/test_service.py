@@ -190,7 +190,25 @@ def test_the_api_is_described_by_openapi(service):
             "/healthz"} <= set(schema["paths"])
 
 
+def test_a_device_that_reconnects_after_a_restart_resumes_from_its_checkpoint(service, video):
+    """The device runs, the service stops and starts again on the same state, the device
+    comes back (a new process, fetching the model afresh) and its stream goes on."""
+    token = service.add_device("cam-back")
+    _report(_device(service, "cam-back", token, video, "--speed", "3", "--duration", "30"), 600)
+    before = service.status("cam-back", token)
+    assert before["checkpoint"]["written"] >= 1
+    service.restart()
+    report = _report(_device(service, "cam-back", token, video, "--speed", "3", "--duration", "25"), 600)
+    after = service.status("cam-back", token)
+    assert after["resumed_from_packet"] >= before["checkpoint"]["sequence"] >= 1
+    assert after["chunk_sequence"] > before["chunk_sequence"]  # numbering went on from the stream's
+    assert report["failure"] is None and report["rejected_packets"] == [] and report["updates_applied"] >= 1
+    assert after["packet_sequence"] > after["resumed_from_packet"]
+
+
+@pytest.mark.slow
 def test_a_device_rides_through_a_service_restart(service, video):
+    """The device keeps playing while the service is down and carries on with the model it holds."""
     token = service.add_device("cam-r")
     device = _device(service, "cam-r", token, video, "--speed", "1", "--duration", "110")
     try:
