@@ -25,11 +25,8 @@ class DeviceStreams:
         """A device fetched the pretrained model to start from: open its stream (resuming its
         checkpoint) and restart the stream's model from version 0 too, so the next packet fits.
         Returns what the device should know about the stream."""
-        stream = self._opened(stream_id)
-        stream.distiller.restart_from_pretrained()
-        return {"stream_id": stream_id, "resumed_from_packet": stream.resumed_from,
-                "packet_sequence": stream.distiller.sequence, "chunk_sequence": stream.session.last_chunk,
-                "sampling_rate_fps": stream.session.sampling_rate_fps}
+        self._opened(stream_id).distiller.restart_from_pretrained()
+        return self.stream_status(stream_id)
 
     async def submit_chunk(self, stream_id: str, data: bytes) -> tuple[str, float]:
         """One upload from an HTTP device -> (outcome, sampling rate). Outcomes: "accepted",

@@ -161,8 +161,10 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
         launched.setup_s["trainers" if role == "trainer hosts" else "edges"] = seconds
 
     phase = time.time()
-    bundle = ray.get(next(iter(launched.hosts.values())).edge_bundle.remote(), timeout=config.call_timeout_s)
-    _prepare_edges(launched, ray.put(bundle), config.ready_timeout_s)  # one copy of the model for every edge
+    # One copy of the model for every edge; an HTTP device fetches its own, as in the field.
+    bundle = None if config.transport == "http" else ray.put(
+        ray.get(next(iter(launched.hosts.values())).edge_bundle.remote(), timeout=config.call_timeout_s))
+    _prepare_edges(launched, bundle, config.ready_timeout_s)
     launched.setup_s["videos"] = time.time() - phase
     launched.setup_s["total"] = time.time() - began
     say(f"{len(plan.streams) - len(launched.failed)} of {len(plan.streams)} streams ready after "

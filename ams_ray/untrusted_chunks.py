@@ -10,16 +10,15 @@ the ingress or a trainer holding other streams' state.
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
-import av
 import psutil
 
 from ams_ray.messages import SampleChunk
+from ams_ray.video import FrameSizeError, VideoError, decode_chunk
 
 
 class ChunkRejected(ValueError):
@@ -63,25 +62,13 @@ def parse_envelope(data: bytes, stream_id: str, limits: ChunkLimits) -> SampleCh
 
 
 def count_frames(h264: bytes, expected: int, height: int, width: int) -> int:
-    """Decode a bitstream, stopping at the first frame beyond `expected` or of the wrong size."""
-    count = 0
+    """Decode a bitstream with `decode_chunk`'s bounds: `expected` frames of `height` x `width`."""
     try:
-        with av.open(io.BytesIO(h264), mode="r", format="h264") as container:
-            stream = container.streams.video[0]
-            stream.codec_context.thread_count = 1
-            for frame in container.decode(stream):
-                if (frame.height, frame.width) != (height, width):
-                    raise ChunkRejected("wrong_frame_shape", f"frames are {frame.height}x{frame.width}, this "
-                                                             f"service runs {height}x{width}")
-                count += 1
-                if count > expected:
-                    break
-    except av.error.FFmpegError as exc:
-        raise ChunkRejected("corrupt_chunk", f"the H.264 bitstream does not decode: {exc}") from exc
-    if count != expected:
-        raise ChunkRejected("corrupt_chunk", f"the bitstream holds {'more than ' if count > expected else ''}"
-                                             f"{count} frames, the envelope says {expected}")
-    return count
+        return len(decode_chunk(h264, expected, (height, width)))
+    except FrameSizeError as exc:
+        raise ChunkRejected("wrong_frame_shape", f"{exc}: this service runs {height}x{width}") from exc
+    except VideoError as exc:
+        raise ChunkRejected("corrupt_chunk", f"the H.264 bitstream does not decode to its frames: {exc}") from exc
 
 
 def _serve(connection, decode: Callable[[bytes, int, int, int], int]) -> None:

@@ -19,6 +19,10 @@ class VideoError(ValueError):
     """A video that cannot be used; the message says which file and what to do."""
 
 
+class FrameSizeError(VideoError):
+    """A chunk's frames are not the size its receiver runs at."""
+
+
 class VideoReader:
     """Decodes a video to RGB frames at the size the models expect.
 
@@ -133,17 +137,30 @@ def encode_chunk(frames: np.ndarray, crf: int = 23) -> bytes:
     return buffer.getvalue()
 
 
-def decode_chunk(data: bytes, expected_frames: int | None = None) -> np.ndarray:
-    """Decode a chunk from `encode_chunk`; checks the frame count so a lost frame is noticed."""
+def decode_chunk(data: bytes, expected_frames: int | None = None,
+                 size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a chunk from `encode_chunk`; checks the frame count so a lost frame is noticed.
+
+    Bounded as it decodes, for bytes that came off a network: with `expected_frames` it stops
+    at the first frame past that count, and with `size` (height, width) at the first frame of
+    another size (`FrameSizeError`), so a crafted bitstream cannot make it hold more.
+    """
+    frames: list[np.ndarray] = []
     try:
         with av.open(io.BytesIO(data), mode="r", format="h264") as container:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = 1
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            for frame in container.decode(stream):
+                if size is not None and (frame.height, frame.width) != size:
+                    raise FrameSizeError(f"frames are {frame.height}x{frame.width}, expected {size[0]}x{size[1]}")
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if expected_frames is not None and len(frames) > expected_frames:
+                    break
     except av.error.FFmpegError as exc:
         raise VideoError(f"cannot decode uplink chunk of {len(data)} bytes: {exc}") from exc
     if not frames:
         raise VideoError(f"uplink chunk of {len(data)} bytes holds no frames")
     if expected_frames is not None and len(frames) != expected_frames:
-        raise VideoError(f"uplink chunk holds {len(frames)} frames, its envelope says {expected_frames}")
+        held = f"more than {expected_frames}" if len(frames) > expected_frames else str(len(frames))
+        raise VideoError(f"uplink chunk holds {held} frames, its envelope says {expected_frames}")
     return np.stack(frames)
