@@ -23,7 +23,6 @@ from actors.teacher_client import label_with_retry
 from ams_ray.config import AmsConfig
 from ams_ray.datasets import SyntheticSpec, VideoFile
 from ams_ray.edge_client import EdgeClient
-from ams_ray.edge_runtime import EdgeModel
 from ams_ray.messages import SampleChunk
 from ams_ray.metrics import MiouTrace, frame_miou
 from ams_ray.process_memory import own_memory_mb
@@ -52,10 +51,8 @@ class EdgeStream:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.trainer = trainer
         self.client: EdgeClient | None = None
-        self.pretrained: EdgeModel | None = None  # never updated: the baseline on the very same frames
         self.truth: Teacher | None = (SyntheticOracle(video) if isinstance(video, SyntheticSpec)
                                       else CachedLabelTeacher(video.truth) if video.truth else None)
-        self.pretrained_trace = MiouTrace()
         self.teacher_vs_truth = MiouTrace()  # the teacher's labels of the same frames against the truth
         self.teacher, self.label_key, self.teacher_eval_every = teacher, label_key, teacher_eval_every
         self.teacher_seconds = 0.0  # this stream's share of the teacher's batch time
@@ -81,8 +78,7 @@ class EdgeStream:
         began = time.perf_counter()
         self.client = EdgeClient(self.stream_id, bundle, self.config.sampling.initial_rate_fps,
                                  self.config.training.send_period_s, self.config.video.chunk_crf,
-                                 send_phase_s=self.send_phase_s)
-        self.pretrained = EdgeModel(bundle)
+                                 send_phase_s=self.send_phase_s, baseline=True)
         h, w = self.config.video.height, self.config.video.width
         if isinstance(self.video, SyntheticSpec):
             self.reader = VideoReader(self.video.materialize(self.cache_dir, labels=False).path, h, w)
@@ -161,11 +157,9 @@ class EdgeStream:
                 self._teacher_scores.append(asyncio.ensure_future(
                     self._score_against_teacher(index, video_s, frame, prediction, truth)))
         self._evaluations += 1
-        baseline = self.pretrained.predict(frame[None])[0]
-        self.pretrained_trace.add(video_s, frame_miou(truth, baseline, self.client.model.num_classes))
         played = index + 1
         self.metrics.evaluated(played - self._frames_reported, self.client.trace.recent_mean(MIOU_WINDOW_S),
-                               self.pretrained_trace.recent_mean(MIOU_WINDOW_S), self.client.sampling_rate_fps)
+                               self.client.baseline_trace.recent_mean(MIOU_WINDOW_S), self.client.sampling_rate_fps)
         self._frames_reported = played
 
     async def _score_against_teacher(self, index: int, video_s: float, frame: np.ndarray, prediction: np.ndarray,
@@ -186,7 +180,7 @@ class EdgeStream:
         return {
             "stream_id": self.stream_id, "video": getattr(self.video, "name", None) or self.video.key,
             "frames": self.frames_done, "duration_s": duration,
-            "miou": trace.mean, "pretrained_miou": self.pretrained_trace.mean,
+            "miou": trace.mean, "pretrained_miou": self.client.baseline_trace.mean,
             "miou_vs_teacher": self.client.teacher_trace.mean, "teacher_miou": self.teacher_vs_truth.mean,
             "teacher_evaluations": len(self.teacher_vs_truth.values), "teacher_seconds": self.teacher_seconds,
             "teacher_evaluations_skipped": self.teacher_evaluations_skipped,

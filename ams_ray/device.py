@@ -29,10 +29,8 @@ import numpy as np
 from ams_ray.config import AmsConfig
 from ams_ray.device_link import DeviceLink, DeviceRefused, ServerUnavailable, WireStats
 from ams_ray.edge_client import EdgeClient
-from ams_ray.edge_runtime import EdgeModel
 from ams_ray.label_store import LabelStore
 from ams_ray.messages import SampleChunk
-from ams_ray.metrics import MiouTrace, frame_miou
 from ams_ray.teachers import CachedLabelTeacher, Teacher
 from ams_ray.video import VideoReader
 
@@ -67,8 +65,6 @@ class Device:
         self.frames_played = 0
         self.model_lock = threading.Lock()
         self.client: EdgeClient | None = None
-        self.pretrained: EdgeModel | None = None
-        self.pretrained_trace = MiouTrace()
         self.uploads: queue.Queue[SampleChunk | None] = queue.Queue(UPLOAD_QUEUE)
         self.dropped_chunks = 0
         self.replayed_chunks = 0
@@ -83,26 +79,26 @@ class Device:
         height, width = start.frame_size
         self.client = EdgeClient(self.device_id, start.bundle, self.config.sampling.initial_rate_fps,
                                  self.config.training.send_period_s, self.config.video.chunk_crf,
-                                 send_phase_s=self.send_phase_s, last_chunk=start.chunk_sequence)
-        self.pretrained = EdgeModel(start.bundle) if self.truth else None
+                                 send_phase_s=self.send_phase_s, last_chunk=start.chunk_sequence,
+                                 baseline=self.truth is not None)
         workers = [threading.Thread(target=self._upload_loop, name="uploader", daemon=True),
                    threading.Thread(target=self._poll_loop, name="poller", daemon=True)]
         for worker in workers:
             worker.start()
         began = time.time()
-        frames = self._play(self.open_video(height, width))
+        self._play(self.open_video(height, width))
         self._enqueue(self.client.flush())
         self.uploads.put(None)
         workers[0].join()
         time.sleep(self.linger_s if self.failure is None else 0.0)  # the last round's packet, if it comes soon
         self.done.set()  # the poller stops after its current long-poll; nothing waits for it
         with self.model_lock:
-            return self._report(frames, time.time() - began)
+            return self._report(time.time() - began)
 
-    def _play(self, reader: VideoReader) -> int:
+    def _play(self, reader: VideoReader) -> None:
         fps = self.fps = reader.fps
         last = int(self.duration_s * fps) if self.duration_s else None
-        start, played, said = time.time(), 0, time.time()
+        start = said = time.time()
         for index, frame in enumerate(reader):
             if (last is not None and index >= last) or self.failure:
                 break
@@ -114,22 +110,18 @@ class Device:
             self._enqueue(self.client.observe(index, video_s, frame))
             if index % self.config.eval_every == 0:
                 self._evaluate(index, video_s, frame)
-            played = self.frames_played = index + 1
+            self.frames_played = index + 1
             if time.time() - said >= 10.0:
                 said = time.time()
                 log.info("%s: %.0f s of video, model version %d, %d updates, mIoU %.1f", self.device_id, video_s,
                          self.client.model.version, self.client.updates_applied, self.client.trace.recent_mean(10.0))
-        return played
 
     def _evaluate(self, index: int, video_s: float, frame: np.ndarray) -> None:
         with self.model_lock:
             if self.truth is None:
                 self.client.model.predict(frame[None])  # what the device is for, scored or not
                 return
-            truth = self.truth.label(frame[None], [index])[0]
-            self.client.evaluate(video_s, frame, truth)
-        baseline = self.pretrained.predict(frame[None])[0]
-        self.pretrained_trace.add(video_s, frame_miou(truth, baseline, self.client.model.num_classes))
+            self.client.evaluate(video_s, frame, self.truth.label(frame[None], [index])[0])
 
     def _enqueue(self, chunk: SampleChunk | None) -> None:
         if chunk is None:
@@ -187,13 +179,14 @@ class Device:
             self.failure = reason
             log.error("%s: %s", self.device_id, reason)
 
-    def _report(self, frames: int, wall_s: float) -> dict:
+    def _report(self, wall_s: float) -> dict:
+        frames = self.frames_played
         duration = frames / self.fps if frames else 0.0
         c = self.client
         return {"device": self.device_id, "frames": frames, "duration_s": duration, "wall_s": wall_s,
                 "failure": self.failure, "model_version": c.model.version, "updates_applied": c.updates_applied,
                 "rejected_packets": c.rejected_packets, "miou": c.trace.mean if self.truth else None,
-                "pretrained_miou": self.pretrained_trace.mean if self.truth else None,
+                "pretrained_miou": c.baseline_trace.mean if self.truth else None,
                 "uplink_bytes": c.bandwidth.uplink_bytes, "downlink_bytes": c.bandwidth.downlink_bytes,
                 "uplink_kbps": c.bandwidth.uplink_kbps(duration), "downlink_kbps": c.bandwidth.downlink_kbps(duration),
                 "dropped_chunks": self.dropped_chunks, "replayed_chunks": self.replayed_chunks,

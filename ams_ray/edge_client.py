@@ -30,15 +30,20 @@ class EdgeClient:
         threads: int = 1,
         send_phase_s: float | None = None,
         last_chunk: int = 0,
+        baseline: bool = False,
     ) -> None:
         """`send_phase_s`: video time of the first upload (default: one send period), so
         devices that started together need not upload together. `last_chunk`: the stream's
-        newest chunk number; a device rejoining a stream numbers on from it."""
+        newest chunk number; a device rejoining a stream numbers on from it. `baseline`: also
+        score the never-updated pretrained model on every evaluated frame (`baseline_trace`),
+        the reference of the gain."""
         self.stream_id = stream_id
         self.model = EdgeModel(bundle, threads=threads)
         self.sampling_rate_fps = sampling_rate_fps
         self.send_period_s, self.chunk_crf = send_period_s, chunk_crf
+        self.baseline = EdgeModel(bundle, threads=threads) if baseline else None
         self.trace = MiouTrace()  # against the truth
+        self.baseline_trace = MiouTrace()  # the pretrained model against the truth
         self.teacher_trace = MiouTrace()  # against the teacher's labels
         self.bandwidth = BandwidthMeter()
         self.rejected_packets: list[str] = []
@@ -93,11 +98,15 @@ class EdgeClient:
 
     def evaluate(self, time_s: float, frame: np.ndarray, truth: np.ndarray,
                  teacher_labels: np.ndarray | None = None) -> np.ndarray:
-        """Score the model the device holds now against the truth (`trace`) and, when given,
-        against the teacher's labels (`teacher_trace`, AMS's own protocol). Returns the
+        """Score the model the device holds now against the truth (`trace`; the pretrained one
+        too, with `baseline`) and, when given, against the teacher's labels (`teacher_trace`,
+        AMS's own protocol). Returns the
         prediction, so teacher labels that arrive later can still score it."""
         prediction = self.model.predict(frame[None])[0]
         self.trace.add(time_s, frame_miou(truth, prediction, self.model.num_classes))
+        if self.baseline is not None:
+            reference = self.baseline.predict(frame[None])[0]
+            self.baseline_trace.add(time_s, frame_miou(truth, reference, self.model.num_classes))
         if teacher_labels is not None:
             self.score_against_teacher(time_s, prediction, teacher_labels)
         return prediction

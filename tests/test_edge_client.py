@@ -34,3 +34,24 @@ def test_device_samples_at_its_rate_uploads_per_period_and_survives_bad_packets(
     assert prediction.shape == (64, 128)
     assert len(edge.trace.values) == len(edge.teacher_trace.values) == 1
     assert 0 <= edge.trace.values[0] <= 100 and edge.trace.values != edge.teacher_trace.values
+
+
+def test_the_baseline_stays_pretrained_while_the_model_is_updated():
+    video = SyntheticVideo(9, duration_s=20, fps=10, height=64, width=128)
+    distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(iterations=5, batch_size=4),
+                                Strategy())
+    bundle = distiller.edge_bundle(64, 128)
+    edge = EdgeClient("cam", bundle, sampling_rate_fps=1.0, send_period_s=5.0, baseline=True)
+    frame, truth = video.frame(0), video.labels(0)
+    edge.evaluate(0.0, frame, truth)
+    assert edge.baseline_trace.values == edge.trace.values  # the same model so far
+    window = FrameWindow(250)
+    window.add(np.arange(20.0), np.stack([video.frame(i) for i in range(0, 200, 10)]),
+               np.stack([video.labels(i) for i in range(0, 200, 10)]))
+    assert edge.apply_packet(distiller.train_round(window).packet)
+    edge.evaluate(1.0, frame, truth)
+    assert edge.baseline_trace.values[1] == edge.baseline_trace.values[0]
+    assert edge.trace.values[1] != edge.trace.values[0]
+    plain = EdgeClient("cam", bundle, 1.0, 5.0)  # without a baseline only the live model is scored
+    plain.evaluate(0.0, frame, truth)
+    assert len(plain.trace.values) == 1 and plain.baseline_trace.values == []
