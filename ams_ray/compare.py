@@ -21,7 +21,9 @@ from tqdm import tqdm  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
 from ams_ray.datasets import VideoSource  # noqa: E402
+from ams_ray.scoring_labels import label_scored_frames  # noqa: E402
 from ams_ray.simulate import STRATEGIES, StreamResult, run_in_worker  # noqa: E402
+from ams_ray.teachers import looks_up_labels  # noqa: E402
 from ams_ray.video import VideoReader  # noqa: E402
 
 
@@ -53,12 +55,16 @@ def run_comparison(
     frames = reader.num_frames_hint or int(reader.fps * (max_duration_s or 0)) or None
     if frames and max_duration_s:
         frames = min(frames, int(max_duration_s * reader.fps))
+    # A model teacher labels the scored frames once here, not once per strategy; cached labels
+    # (oracle, labels:DIR) are only read, so each worker reads its own.
+    scoring = None if looks_up_labels(teacher_spec) else label_scored_frames(source, teacher_spec, config,
+                                                                             max_duration_s)
     context = mp.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
         progress_queue = manager.Queue()
         futures = [
             pool.submit(run_in_worker, source, teacher_spec, student_spec, config, STRATEGIES[name],
-                        max_duration_s, _QueueProgress(progress_queue), truth_spec)
+                        max_duration_s, _QueueProgress(progress_queue), truth_spec, scoring)
             for name in strategies
         ]
         with tqdm(total=(frames or 0) * len(strategies) or None, unit="frame",

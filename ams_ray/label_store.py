@@ -12,7 +12,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -73,6 +73,11 @@ class LabelArchive:
         store = LabelStore(root)
         return cls(str(root), store.num_classes, tuple(store.path(i).read_bytes() for i in range(store.num_frames)))
 
+    @classmethod
+    def from_labels(cls, name: str, num_classes: int, labels: Iterable[np.ndarray]) -> "LabelArchive":
+        """Label maps made in memory, kept as the same PNG bytes a label directory holds."""
+        return cls(name, num_classes, tuple(_png(l) for l in labels))
+
     @property
     def num_frames(self) -> int:
         return len(self.frames)
@@ -81,6 +86,12 @@ class LabelArchive:
         if not 0 <= index < self.num_frames:
             raise IndexError(f"frame {index} has no label in {self.name} ({self.num_frames} frames)")
         return _decoded(io.BytesIO(self.frames[index]), self.num_classes, f"frame {index} of {self.name}")
+
+
+def _png(labels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(labels.astype(np.uint8), mode="L").save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
 
 
 def _decoded(png: Path | io.BytesIO, num_classes: int, where: str) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from ams_ray.datasets import default_cache_dir
+from ams_ray.teachers import looks_up_labels
 
 
 def default_state_url() -> str:
@@ -44,7 +45,7 @@ class ServiceSettings(BaseModel):
     @field_validator("teacher")
     @classmethod
     def _labels_pixels(cls, spec: str) -> str:
-        if spec == "oracle" or spec.startswith("labels:"):
+        if looks_up_labels(spec):
             raise ValueError(f"teacher {spec!r} looks labels up by video and frame, which a device in the field "
                              "does not send; the service needs a teacher that labels pixels: network, "
                              "torchvision:NAME:WEIGHTS or MODULE:FACTORY")

@@ -20,6 +20,7 @@ from ams_ray.datasets import VideoSource
 from ams_ray.distill import OnlineDistiller, Strategy
 from ams_ray.edge_client import EdgeClient
 from ams_ray.metrics import MiouTrace, frame_miou
+from ams_ray.scoring_labels import ScoringLabels
 from ams_ray.server_stream import StreamSession
 from ams_ray.students import build_student
 from ams_ray.teachers import Teacher, build_teacher, checked_labels
@@ -94,8 +95,11 @@ def simulate_stream(
     max_duration_s: float | None = None,
     progress: Callable[[int], None] | None = None,
     truth_spec: str | None = None,
+    scoring: ScoringLabels | None = None,
 ) -> StreamResult:
-    """`truth_spec` scores the device (default: `default_truth`); the student learns from the teacher."""
+    """`truth_spec` scores the device (default: `default_truth`); the student learns from the
+    teacher. `scoring`: the teacher's labels of the scored frames, made once by the caller
+    (`scoring_labels`); without it they are made here."""
     began = time.perf_counter()
     h, w = config.video.height, config.video.width
     reader = VideoReader(source.path, h, w)
@@ -137,8 +141,9 @@ def simulate_stream(
             if spec.one_time:
                 edge.uploading = training_active = False
         if index % config.eval_every == 0:
-            truth_labels = checked_labels(truth, frame[None], [index])[0]
-            teacher_labels = truth_labels if truth is teacher else checked_labels(teacher, frame[None], [index])[0]
+            teacher_labels = (scoring.labels(index) if scoring is not None
+                              else checked_labels(teacher, frame[None], [index])[0])
+            truth_labels = teacher_labels if truth is teacher else checked_labels(truth, frame[None], [index])[0]
             edge.evaluate(now, frame, truth_labels, teacher_labels)
             teacher_vs_truth.add(now, frame_miou(truth_labels, teacher_labels, teacher.num_classes))
         if progress and index % 50 == 49:

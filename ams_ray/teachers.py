@@ -172,6 +172,12 @@ def _check_protocol(spec: str, plugin: object) -> None:
         pass
 
 
+def looks_up_labels(spec: str) -> bool:
+    """Whether a teacher spec reads labels by video and frame (oracle, labels:DIR) instead of
+    running on pixels: cheap to ask again, and useless without the video's identity."""
+    return spec == "oracle" or spec.startswith("labels:")
+
+
 def build_teacher(spec: str, source_key: str | None = None, device: str = "cpu") -> Teacher:
     """`source_key` names the video for the oracle (see `VideoSource.label_key`)."""
     if spec == "oracle":
@@ -223,7 +229,7 @@ class TeacherPool:
 
     def __init__(self, spec: str, device: str = "cpu") -> None:
         self.spec, self.device = spec, device
-        self.cached = spec == "oracle" or spec.startswith("labels:")  # per video, no model
+        self.cached = looks_up_labels(spec)  # per video, no model
         self._teachers: dict[str | None, Teacher] = {}
 
     def teacher_for(self, source_key: str | None) -> Teacher:
