@@ -28,6 +28,9 @@ from fsspec.implementations.local import LocalFileSystem
 from ams_ray.checkpoint_store import write_atomically
 
 FILE_NAME = "devices.json"
+# A fixed prefix names the secret in logs and scanners, and keeps it from starting with "-",
+# which a command line would take for an option (url-safe base64 starts with "-" 1 time in 64).
+TOKEN_PREFIX = "ams_"
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -70,7 +73,7 @@ class DeviceRegistry:
         devices = self.devices()
         if device_id in devices and not devices[device_id].revoked:
             raise RegistryError(f"device {device_id} is already registered; revoke it first to issue a new token")
-        token = secrets.token_urlsafe(32)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         devices[device_id] = Device(device_id, token_digest(token), time.time())
         self._write(devices)
         return token

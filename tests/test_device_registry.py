@@ -48,3 +48,9 @@ def test_a_device_added_while_the_ingress_runs_is_admitted_at_once(tmp_path):
     assert check.device_for("nobody") is None  # the registry is now read and cached for an hour
     token = registry.add("cam-new")
     assert check.device_for(token) == "cam-new"
+
+
+def test_a_token_never_looks_like_a_command_line_option(tmp_path):
+    registry = DeviceRegistry(tmp_path)
+    tokens = [registry.add(f"cam-{k}") for k in range(300)]  # url-safe base64 starts with "-" 1 time in 64
+    assert all(t.startswith("ams_") and len(t) > 40 for t in tokens) and len(set(tokens)) == 300
