@@ -23,6 +23,7 @@ from ams_ray.config import AmsConfig  # noqa: E402
 from ams_ray.datasets import VideoSource  # noqa: E402
 from ams_ray.scoring_labels import label_scored_frames  # noqa: E402
 from ams_ray.simulate import STRATEGIES, StreamResult, run_in_worker  # noqa: E402
+from ams_ray.teacher_spec import read_spec  # noqa: E402
 from ams_ray.teachers import looks_up_labels  # noqa: E402
 from ams_ray.video import VideoReader  # noqa: E402
 
@@ -57,14 +58,15 @@ def run_comparison(
         frames = min(frames, int(max_duration_s * reader.fps))
     # A model teacher labels the scored frames once here, not once per strategy; cached labels
     # (oracle, labels:DIR) are only read, so each worker reads its own.
-    scoring = None if looks_up_labels(teacher_spec) else label_scored_frames(source, teacher_spec, config,
-                                                                             max_duration_s)
+    # The files the specs name are read here once and travel to the workers as bytes.
+    teacher, truth = read_spec(teacher_spec), read_spec(truth_spec) if truth_spec else None
+    scoring = None if looks_up_labels(teacher_spec) else label_scored_frames(source, teacher, config, max_duration_s)
     context = mp.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
         progress_queue = manager.Queue()
         futures = [
-            pool.submit(run_in_worker, source, teacher_spec, student_spec, config, STRATEGIES[name],
-                        max_duration_s, _QueueProgress(progress_queue), truth_spec, scoring)
+            pool.submit(run_in_worker, source, teacher, student_spec, config, STRATEGIES[name],
+                        max_duration_s, _QueueProgress(progress_queue), truth, scoring)
             for name in strategies
         ]
         with tqdm(total=(frames or 0) * len(strategies) or None, unit="frame",

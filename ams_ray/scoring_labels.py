@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ams_ray.config import AmsConfig
 from ams_ray.datasets import VideoSource
 from ams_ray.label_store import LabelArchive
+from ams_ray.teacher_spec import TeacherSpec
 from ams_ray.teachers import build_teacher, checked_labels
 from ams_ray.video import VideoReader
 
@@ -31,7 +32,7 @@ class ScoringLabels:
         return self.archive.read(index // self.every)
 
 
-def label_scored_frames(source: VideoSource, teacher_spec: str, config: AmsConfig,
+def label_scored_frames(source: VideoSource, teacher_spec: str | TeacherSpec, config: AmsConfig,
                         max_duration_s: float | None) -> ScoringLabels:
     """Run the teacher once over the frames a simulation will score, a frame at a time as the
     simulation would (on one CPU core the teacher network labels 44 frames/s alone and 43 in

@@ -23,6 +23,7 @@ from ams_ray.metrics import MiouTrace, frame_miou
 from ams_ray.scoring_labels import ScoringLabels
 from ams_ray.server_stream import StreamSession
 from ams_ray.students import build_student
+from ams_ray.teacher_spec import TeacherSpec, read_spec
 from ams_ray.teachers import Teacher, build_teacher, checked_labels
 from ams_ray.video import VideoReader
 
@@ -88,13 +89,13 @@ class StreamResult:
 
 def simulate_stream(
     source: VideoSource,
-    teacher_spec: str,
+    teacher_spec: str | TeacherSpec,
     student_spec: str,
     config: AmsConfig,
     spec: StrategySpec,
     max_duration_s: float | None = None,
     progress: Callable[[int], None] | None = None,
-    truth_spec: str | None = None,
+    truth_spec: str | TeacherSpec | None = None,
     scoring: ScoringLabels | None = None,
 ) -> StreamResult:
     """`truth_spec` scores the device (default: `default_truth`); the student learns from the
@@ -103,9 +104,10 @@ def simulate_stream(
     began = time.perf_counter()
     h, w = config.video.height, config.video.width
     reader = VideoReader(source.path, h, w)
+    teacher_spec = read_spec(teacher_spec)
+    truth_spec = read_spec(truth_spec or default_truth(source, teacher_spec.text))
     teacher: Teacher = build_teacher(teacher_spec, source.label_key)
-    truth_spec = truth_spec or default_truth(source, teacher_spec)
-    truth = teacher if truth_spec == teacher_spec else build_teacher(truth_spec, source.label_key)
+    truth = teacher if truth_spec.text == teacher_spec.text else build_teacher(truth_spec, source.label_key)
     teacher_vs_truth = MiouTrace()
     student = build_student(student_spec, teacher.num_classes)
     shadow = "ams" if config.packet_format == "compact" else "compact"

@@ -8,7 +8,8 @@ Specs accepted by `build_teacher`:
                                    (torchvision's cache, never downloaded at run time)
   ``MODULE:FACTORY``               your own plugin: FACTORY() returns an object that follows the
                                    `Teacher` protocol below (see README, "Your own video and teacher")
-Each request names its video by a *source key* (`VideoSource.label_key`: a synthetic video's
+Files named by a spec are read where it is given (`teacher_spec.TeacherSpec`) and travel as
+bytes. Each request names its video by a *source key* (`VideoSource.label_key`: a synthetic video's
 key, never a path) and a frame index, which let the oracle and label directories look labels
 up; models label the pixels and ignore both.
 """
@@ -24,6 +25,7 @@ import numpy as np
 from ams_ray.datasets import SyntheticSpec
 from ams_ray.label_store import LabelArchive, LabelStore, resize_labels
 from ams_ray.synthetic import NUM_CLASSES
+from ams_ray.teacher_spec import TORCHVISION_CACHE, TeacherSpec, read_spec
 
 TORCHVISION_TEACHERS = ("deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large")
 
@@ -72,24 +74,27 @@ class SyntheticOracle:
 class TorchvisionTeacher:
     """A torchvision segmentation model run at the frames' resolution (fp16 autocast on a GPU)."""
 
-    def __init__(self, name: str, weights: str | None, device: str = "cpu") -> None:
+    def __init__(self, name: str, weights: bytes | None, from_cache: bool, device: str = "cpu",
+                 source: str = "") -> None:
+        """`weights`: a state dict file's bytes; or `from_cache`: torchvision's cache on this node."""
         import torch
         from torchvision.models import segmentation
 
         from ams_ray.students import load_matching
-        from ams_ray.weights import load_state_dict_file, load_torchvision_weights
+        from ams_ray.weights import load_state_dict_bytes, load_torchvision_weights
 
         if name not in TORCHVISION_TEACHERS:
             raise ValueError(f"unknown torchvision teacher {name!r}; choose one of {', '.join(TORCHVISION_TEACHERS)}")
-        if weights == "cache":
+        if from_cache:
             from torchvision.models import get_model_weights
 
             enum = get_model_weights(name).DEFAULT
             state, source = load_torchvision_weights(enum), str(enum)
-        elif weights:
-            state, source = load_state_dict_file(weights), weights
+        elif weights is not None:
+            state = load_state_dict_bytes(weights, source)
         else:
-            raise ValueError(f"teacher torchvision:{name} needs weights: torchvision:{name}:PATH or torchvision:{name}:cache")
+            raise ValueError(f"teacher torchvision:{name} needs weights: torchvision:{name}:PATH or "
+                             f"torchvision:{name}:{TORCHVISION_CACHE}")
         num_classes = int(state["classifier.4.weight"].shape[0]) if "classifier.4.weight" in state else 21
         self.model = getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=num_classes,
                                                  aux_loss="aux_classifier.0.weight" in state)
@@ -178,9 +183,12 @@ def looks_up_labels(spec: str) -> bool:
     return spec == "oracle" or spec.startswith("labels:")
 
 
-def build_teacher(spec: str, source_key: str | None = None, device: str = "cpu") -> Teacher:
-    """`source_key` names the video for the oracle (see `VideoSource.label_key`)."""
-    if spec == "oracle":
+def build_teacher(spec: str | TeacherSpec, source_key: str | None = None, device: str = "cpu") -> Teacher:
+    """`spec` as text is read here; a `TeacherSpec` was read where it was given, and its
+    files came along as bytes. `source_key` names the video for the oracle (see
+    `VideoSource.label_key`)."""
+    spec = read_spec(spec)
+    if spec.text == "oracle":
         synthetic = SyntheticSpec.from_key(source_key)
         if synthetic is None:
             raise ValueError(
@@ -188,19 +196,19 @@ def build_teacher(spec: str, source_key: str | None = None, device: str = "cpu")
                 "video use --teacher labels:DIR or torchvision:NAME:WEIGHTS"
             )
         return SyntheticOracle(synthetic)
-    kind, _, rest = spec.partition(":")
+    kind, _, rest = spec.text.partition(":")
     if kind == "labels":
-        return CachedLabelTeacher(LabelStore(rest))
+        return CachedLabelTeacher(spec.labels)
     if kind == "network":
         from ams_ray.teacher_network import NetworkTeacher
 
-        return NetworkTeacher(rest or None, device)
+        return NetworkTeacher(spec.weights, device, spec.source)
     if kind == "torchvision":
         name, _, weights = rest.partition(":")
-        return TorchvisionTeacher(name, weights or None, device)
-    if ":" in spec:
-        return PluginTeacher(spec)
-    raise ValueError(f"unknown teacher {spec!r}; use network, oracle, labels:DIR, torchvision:NAME:WEIGHTS or "
+        return TorchvisionTeacher(name, spec.weights, weights == TORCHVISION_CACHE, device, spec.source)
+    if ":" in spec.text:
+        return PluginTeacher(spec.text)
+    raise ValueError(f"unknown teacher {spec.text!r}; use network, oracle, labels:DIR, torchvision:NAME:WEIGHTS or "
                      "MODULE:FACTORY")
 
 
@@ -227,9 +235,10 @@ class TeacherPool:
     This is what a shared, batched teacher deployment holds.
     """
 
-    def __init__(self, spec: str, device: str = "cpu") -> None:
-        self.spec, self.device = spec, device
-        self.cached = looks_up_labels(spec)  # per video, no model
+    def __init__(self, spec: str | TeacherSpec, device: str = "cpu") -> None:
+        self.spec = read_spec(spec)
+        self.device = device
+        self.cached = looks_up_labels(self.spec.text)  # per video, no model
         self._teachers: dict[str | None, Teacher] = {}
 
     def teacher_for(self, source_key: str | None) -> Teacher:

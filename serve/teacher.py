@@ -1,7 +1,8 @@
 """The Teacher deployment: one batched labelling service shared by every stream.
 
-Each request is one frame (with its source key and frame index, which the oracle and
-label directories need; never a path); `@serve.batch` gathers requests from all streams into
+The replica gets its teacher as a `TeacherSpec`, read on the driver: the files a spec names
+travel as bytes, since the replica may run on a node without them. Each request is one frame
+(with its source key and frame index, which the oracle and label directories need; never a path); `@serve.batch` gathers requests from all streams into
 one `TeacherPool.label_many` call, so a model teacher runs one forward pass per batch. Every
 reply carries the size of the batch it rode in, which is how callers measure batching
 without a side channel.
@@ -19,6 +20,7 @@ import numpy as np
 from ray import serve
 
 from actors.metrics import TeacherMetrics
+from ams_ray.teacher_spec import TeacherSpec, read_spec
 from ams_ray.teachers import TeacherPool
 
 DEPLOYMENT_NAME = "Teacher"
@@ -28,7 +30,7 @@ UNHEALTHY_AFTER_FAILED_BATCHES = 3  # in a row: the replica's teacher is broken,
 
 @serve.deployment(name=DEPLOYMENT_NAME)
 class TeacherDeployment:
-    def __init__(self, spec: str, max_batch_size: int, batch_wait_s: float, device: str = "cpu",
+    def __init__(self, spec: TeacherSpec, max_batch_size: int, batch_wait_s: float, device: str = "cpu",
                  threads: int = 1) -> None:
         self.pool = TeacherPool(spec, device)
         if not self.pool.cached:  # a model: as many torch threads as the replica has CPUs
@@ -77,7 +79,7 @@ class TeacherDeployment:
     def check_health(self) -> None:
         """Serve calls this periodically and replaces the replica when it raises."""
         if self._failed_batches >= UNHEALTHY_AFTER_FAILED_BATCHES:
-            raise RuntimeError(f"teacher {self.pool.spec!r}: the last {self._failed_batches} batches all failed")
+            raise RuntimeError(f"teacher {self.pool.spec.text!r}: the last {self._failed_batches} batches all failed")
 
     def process(self) -> dict:
         """The replica's process id, torch threads and CPU seconds so far: for benchmarks that pin
@@ -92,7 +94,7 @@ class TeacherDeployment:
 
 
 def teacher_app(
-    spec: str,
+    spec: str | TeacherSpec,
     replicas: int = 1,
     max_batch_size: int = 8,
     batch_wait_s: float = 0.02,
@@ -117,4 +119,4 @@ def teacher_app(
         **scaling,
         max_ongoing_requests=max(8 * max_batch_size, 64),
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": custom_resources or {}},
-    ).bind(spec, max_batch_size, batch_wait_s, device, max(1, round(num_cpus)))
+    ).bind(read_spec(spec), max_batch_size, batch_wait_s, device, max(1, round(num_cpus)))

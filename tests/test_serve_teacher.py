@@ -18,7 +18,7 @@ def teacher(ray_local):
     """Deploys a teacher app (call with its spec and options); deleted after the test."""
     serve.start(http_options={"host": "127.0.0.1"})
 
-    def deploy(spec: str, **options):
+    def deploy(spec, **options):
         return serve.run(teacher_app(spec, num_cpus=0.5, **options), name=APP_NAME, route_prefix=None)
 
     yield deploy
@@ -42,16 +42,20 @@ def test_teacher_batches_frames_from_concurrent_callers(teacher, short_video):
 
 def test_the_network_teacher_labels_the_pixels_it_is_sent(teacher, short_video, tmp_path):
     """The same video key and frame index with other pixels gets other labels: the deployment
-    runs the model on the frames, unlike the oracle above."""
+    runs the model on the frames, unlike the oracle above. Its weights file is gone before the
+    replica starts: the weights travel as bytes, as they must to a node without the file."""
     import torch
 
     from ams_ray.synthetic import SyntheticVideo
     from ams_ray.teacher_network import TeacherNet
+    from ams_ray.teacher_spec import TeacherSpec
 
     torch.manual_seed(0)
     weights = tmp_path / "teacher.pt"
     torch.save(TeacherNet().state_dict(), weights)
-    handle = teacher(f"network:{weights}", max_batch_size=8, batch_wait_s=0.05)
+    spec = TeacherSpec.read(f"network:{weights}")
+    weights.unlink()
+    handle = teacher(spec, max_batch_size=8, batch_wait_s=0.05)
     frame = SyntheticVideo(7, duration_s=40.0, fps=15.0, height=64, width=128).frame(5)
     inverted = 255 - frame
     first, second, again = (handle.label.remote((short_video.label_key, 5, f)).result(timeout_s=120)[0]
