@@ -185,9 +185,21 @@ def stream_rows(edges: list[dict], trainers: list[dict], failed: dict[str, str])
     return rows
 
 
+def _nan_to_null(value):
+    """JSON has no NaN: a figure that could not be measured is written as null, which every
+    reader parses (Python's default would write NaN, which strict parsers such as jq refuse)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(v) for v in value]
+    return value
+
+
 def write_report(out_dir: Path, summary: dict, rows: list[dict], edges: list[dict]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "summary.json").write_text(json.dumps(_nan_to_null(summary), indent=2, allow_nan=False))
     with open(out_dir / "streams.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=STREAM_COLUMNS)
         writer.writeheader()
