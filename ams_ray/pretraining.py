@@ -9,7 +9,10 @@ practically trained on.
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +49,9 @@ class LabelledFrames:
     def concat(parts: list["LabelledFrames"]) -> "LabelledFrames":
         return LabelledFrames(np.concatenate([p.frames for p in parts]), np.concatenate([p.labels for p in parts]))
 
+    def head(self, count: int) -> "LabelledFrames":
+        return LabelledFrames(self.frames[:count], self.labels[:count])
+
     def split(self, heldout_fraction: float) -> tuple["LabelledFrames", "LabelledFrames"]:
         """(training, held-out): the held-out part is the last `heldout_fraction` in time."""
         cut = len(self) - max(1, round(len(self) * heldout_fraction))
@@ -74,19 +80,25 @@ def read_labelled_video(video: Path, labels: Path, height: int, width: int, max_
     return LabelledFrames(np.stack(frames), np.stack(maps))
 
 
-def synthetic_frames(seed_base: int, videos: int, per_video: int, desc: str) -> LabelledFrames:
+def _synthetic_video_frames(seed: int, per_video: int) -> tuple[np.ndarray, np.ndarray]:
+    video = SyntheticVideo(seed, duration_s=300.0)
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(video.num_frames, size=per_video, replace=False))
+    rendered = [video.render(int(i)) for i in picks]
+    chunk = np.stack([f for f, _ in rendered])
+    return decode_chunk(encode_chunk(chunk), per_video), np.stack([l for _, l in rendered])
+
+
+def synthetic_frames(seed_base: int, videos: int, per_video: int, desc: str, workers: int = 1) -> LabelledFrames:
     """`per_video` frames at random times of synthetic videos `seed_base`..`seed_base + videos - 1`,
-    through the H.264 chunk codec as every frame the server sees arrives, with exact labels."""
-    frames, labels = [], []
-    for k in tqdm(range(videos), desc=desc, unit="video"):
-        video = SyntheticVideo(seed_base + k, duration_s=300.0)
-        rng = np.random.default_rng(seed_base + k)
-        picks = sorted(rng.choice(video.num_frames, size=per_video, replace=False))
-        rendered = [video.render(int(i)) for i in picks]
-        chunk = np.stack([f for f, _ in rendered])
-        frames.append(decode_chunk(encode_chunk(chunk), per_video))
-        labels.append(np.stack([l for _, l in rendered]))
-    return LabelledFrames(np.concatenate(frames), np.concatenate(labels))
+    through the H.264 chunk codec as every frame the server sees arrives, with exact labels.
+    Each video is a function of its seed alone, so `workers` processes give the same frames."""
+    seeds = range(seed_base, seed_base + videos)
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        made = (pool.map(_synthetic_video_frames, seeds, repeat(per_video), chunksize=16) if pool
+                else map(_synthetic_video_frames, seeds, repeat(per_video)))
+        parts = list(tqdm(made, total=videos, desc=desc, unit="video"))
+    return LabelledFrames(np.concatenate([f for f, _ in parts]), np.concatenate([l for _, l in parts]))
 
 
 def augment(frames: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator,
@@ -112,20 +124,23 @@ def augment(frames: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator
 
 
 def pretrain(model: torch.nn.Module, data: LabelledFrames, settings: PretrainSettings,
-             on_step: Callable[[int, float], None] | None = None) -> None:
-    """AdamW under a one-cycle schedule on random batches of `data`; `on_step(step, loss)`."""
+             on_step: Callable[[int, float], None] | None = None, device: str = "cpu") -> None:
+    """AdamW under a one-cycle schedule on random batches of `data`; `on_step(step, loss)`.
+    On a GPU each batch is augmented there, under bf16 autocast; the model stays on `device`."""
     if len(data) < settings.batch_size:
         raise ValueError(f"{len(data)} training frames for batches of {settings.batch_size}: label more frames "
                          "or lower --batch-size")
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, settings.learning_rate, total_steps=settings.iterations)
     rng = np.random.default_rng(settings.seed)
-    model.train()
+    on_gpu = device.startswith("cuda")
+    model.to(device).train()
     for step in range(settings.iterations):
         idx = rng.choice(len(data), size=settings.batch_size, replace=False)
-        x, y = augment(torch.from_numpy(data.frames[idx]), torch.from_numpy(data.labels[idx]).long(), rng,
-                       settings.augment)
-        loss = F.cross_entropy(model(x), y)
+        x, y = augment(torch.from_numpy(data.frames[idx]).to(device), torch.from_numpy(data.labels[idx]).to(device).long(),
+                       rng, settings.augment)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
+            loss = F.cross_entropy(model(x).float(), y)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -136,12 +151,13 @@ def pretrain(model: torch.nn.Module, data: LabelledFrames, settings: PretrainSet
 
 
 def evaluate(model: torch.nn.Module, data: LabelledFrames, num_classes: int) -> float:
-    """Mean per-frame mIoU (%) of the model's labels against `data`'s."""
+    """Mean per-frame mIoU (%) of the model's labels against `data`'s, in fp32 wherever the model is."""
     model.eval()
+    device = next(model.parameters()).device
     scores: list[float] = []
     with torch.no_grad():
         for i in range(0, len(data), 32):
-            predictions = model(torch.from_numpy(data.frames[i:i + 32])).argmax(1).numpy()
+            predictions = model(torch.from_numpy(data.frames[i:i + 32]).to(device)).argmax(1).cpu().numpy()
             scores += batch_miou(data.labels[i:i + 32], predictions, num_classes)
     return float(np.mean(scores))
 

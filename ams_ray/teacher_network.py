@@ -7,9 +7,13 @@ network is that work: it has to see each frame's pixels, and it errs the way a r
 so the student learns a teacher's labels rather than the truth.
 
 Architecture: an encoder to stride 16 (residual blocks; dilations 2, 4 and 8 at the bottom for
-context the scene's layout needs) and a decoder back to stride 2 with skips, plus the same
-row-position channel as the tiny student. It shares the students' input convention (uint8
-NHWC frames, normalised inside), so `pretraining.pretrain` trains it unchanged.
+context the scene's layout needs), one self-attention layer over the stride-16 cells, and a
+decoder back to stride 2 with skips, plus the same row-position channel as the tiny student.
+The attention is there because this world's hardest call is not local: a grass verge and a
+facade down to the ground look alike in shape and take scene-drawn colours, so the cue is
+which skyline blocks (trees or buildings) share the verge's colour and texture, anywhere in
+the frame. It shares the students' input convention (uint8 NHWC frames, normalised inside),
+so `pretraining.pretrain` trains it unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from torch.nn import functional as F
 
 from ams_ray.students import StudentNet, load_matching
 from ams_ray.synthetic import NUM_CLASSES
-from ams_ray.weights import load_state_dict_file
+from ams_ray.weights import load_state_dict_bytes
 
 EMBEDDED_TEACHER_WEIGHTS = Path(__file__).parent / "assets" / "teacher.pt"
 
@@ -45,8 +49,27 @@ class _Residual(nn.Module):
         return F.relu(x + self.second(self.first(x)))
 
 
+class _GlobalContext(nn.Module):
+    """Pre-norm multi-head self-attention over every cell, added residually. The output
+    projection starts at zero, so the block starts as the identity and a network trained
+    without it (`train_teacher.py --init`) carries over unchanged."""
+
+    def __init__(self, channels: int, heads: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
+        nn.init.zeros_(self.attention.out_proj.weight)
+        nn.init.zeros_(self.attention.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        cells = self.norm(x.flatten(2).transpose(1, 2))
+        mixed, _ = self.attention(cells, cells, cells, need_weights=False)
+        return x + mixed.transpose(1, 2).reshape(n, c, h, w)
+
+
 class TeacherNet(StudentNet):
-    """~3.5 M parameters (the tiny student has 0.08 M)."""
+    """~3.6 M parameters (the tiny student has 0.08 M)."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, widths: tuple[int, int, int, int] = (32, 64, 128, 192)) -> None:
         super().__init__(num_classes)
@@ -60,6 +83,7 @@ class TeacherNet(StudentNet):
         self.up4 = _conv_bn_relu(w8 + w4, w4)
         self.up2 = _conv_bn_relu(w4 + w2, w2)
         self.head = nn.Conv2d(w2, num_classes, 1)
+        self.context = _GlobalContext(w16)  # made last: the other layers draw the same initial weights as without it
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -67,7 +91,7 @@ class TeacherNet(StudentNet):
         s2 = self.stride2(torch.cat([x, rows.expand(n, 1, h, w)], dim=1))
         s4 = self.stride4(s2)
         s8 = self.stride8(s4)
-        up = self.stride16(s8)
+        up = self.context(self.stride16(s8))
         for skip, merge in ((s8, self.up8), (s4, self.up4), (s2, self.up2)):
             up = merge(torch.cat([F.interpolate(up, size=skip.shape[-2:], mode="bilinear", align_corners=False),
                                   skip], dim=1))
@@ -77,15 +101,17 @@ class TeacherNet(StudentNet):
 class NetworkTeacher:
     """The `Teacher` protocol over a `TeacherNet`; fp16 autocast on a GPU."""
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
-        """`weights`: a file written like `scripts/train_teacher.py` writes; default the embedded one."""
-        if weights is None and not EMBEDDED_TEACHER_WEIGHTS.is_file():
-            raise FileNotFoundError(f"embedded teacher weights missing ({EMBEDDED_TEACHER_WEIGHTS}); recreate "
-                                    "them with `.venv/bin/python scripts/train_teacher.py`")
-        weights = weights or EMBEDDED_TEACHER_WEIGHTS
-        state = {k: v.float() for k, v in load_state_dict_file(weights).items()}
+    def __init__(self, weights: bytes | None = None, device: str = "cpu", source: str = "") -> None:
+        """`weights`: the bytes of a file written like `scripts/train_teacher.py` writes it
+        (`source` names it in messages); default the embedded one."""
+        if weights is None:
+            if not EMBEDDED_TEACHER_WEIGHTS.is_file():
+                raise FileNotFoundError(f"embedded teacher weights missing ({EMBEDDED_TEACHER_WEIGHTS}); recreate "
+                                        "them with `.venv/bin/python scripts/train_teacher.py`")
+            weights, source = EMBEDDED_TEACHER_WEIGHTS.read_bytes(), str(EMBEDDED_TEACHER_WEIGHTS)
+        state = {k: v.float() for k, v in load_state_dict_bytes(weights, source).items()}
         self.model = TeacherNet(int(state["head.weight"].shape[0]))
-        load_matching(self.model, state, str(weights))
+        load_matching(self.model, state, source)
         self.model.eval().to(device)
         self.num_classes, self.device = self.model.num_classes, device
 

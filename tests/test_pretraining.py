@@ -62,3 +62,13 @@ def test_pretraining_beats_the_untrained_student_on_held_out_frames(tmp_path):
     pretrain(model, train, PretrainSettings(iterations=60, batch_size=8, learning_rate=1e-2))
     after = evaluate(model, heldout, 2)
     assert after > before + 10, (before, after)
+
+
+def test_synthetic_frames_are_the_same_from_worker_processes():
+    """Each scene depends on its seed alone, so rendering in parallel changes nothing."""
+    from ams_ray.pretraining import synthetic_frames
+
+    alone = synthetic_frames(600_000, 3, 2, "scenes")
+    parallel = synthetic_frames(600_000, 3, 2, "scenes", workers=2)
+    assert alone.frames.shape == (6, 128, 256, 3)
+    assert np.array_equal(alone.frames, parallel.frames) and np.array_equal(alone.labels, parallel.labels)

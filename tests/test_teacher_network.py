@@ -50,3 +50,16 @@ def test_the_embedded_teacher_labels_unseen_scenes_better_than_the_student():
     teacher_miou = np.mean(batch_miou(scenes.labels, teacher.label(scenes.frames, [0] * 12), NUM_CLASSES))
     student_miou = np.mean(batch_miou(scenes.labels, student_labels, NUM_CLASSES))
     assert teacher_miou > student_miou + 5, (teacher_miou, student_miou)
+
+
+def test_the_attention_block_starts_as_the_identity():
+    """A teacher trained without the block (`train_teacher.py --init`) carries over unchanged."""
+    torch.manual_seed(0)
+    model = TeacherNet().eval()
+    cells = torch.randn(2, 192, 8, 16)
+    assert torch.equal(model.context(cells), cells)
+    frames = torch.randint(0, 255, (1, 64, 128, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        before = model(frames)
+        torch.nn.init.normal_(model.context.attention.out_proj.weight)
+        assert not torch.allclose(model(frames), before)
