@@ -56,9 +56,9 @@ def run_comparison(
     frames = reader.num_frames_hint or int(reader.fps * (max_duration_s or 0)) or None
     if frames and max_duration_s:
         frames = min(frames, int(max_duration_s * reader.fps))
-    # A model teacher labels the scored frames once here, not once per strategy; cached labels
-    # (oracle, labels:DIR) are only read, so each worker reads its own.
-    # The files the specs name are read here once and travel to the workers as bytes.
+    # The files the specs name are read once here and travel to the workers as bytes. A model
+    # teacher labels the scored frames once here, not once per strategy; cached labels (oracle,
+    # labels:DIR) are only read, so each worker reads its own.
     teacher, truth = read_spec(teacher_spec), read_spec(truth_spec) if truth_spec else None
     scoring = None if looks_up_labels(teacher_spec) else label_scored_frames(source, teacher, config, max_duration_s)
     context = mp.get_context("spawn")

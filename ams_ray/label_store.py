@@ -111,7 +111,7 @@ class LabelWriter:
     def write(self, labels: np.ndarray) -> None:
         if labels.size and int(labels.max()) >= self.num_classes:
             raise ValueError(f"label id {int(labels.max())} out of range for {self.num_classes} classes")
-        Image.fromarray(labels.astype(np.uint8), mode="L").save(self.root / f"{self.count:06d}.png", optimize=False)
+        (self.root / f"{self.count:06d}.png").write_bytes(_png(labels))
         self.count += 1
 
     def close(self) -> LabelStore:

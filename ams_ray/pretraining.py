@@ -150,16 +150,18 @@ def pretrain(model: torch.nn.Module, data: LabelledFrames, settings: PretrainSet
     model.eval()
 
 
-def evaluate(model: torch.nn.Module, data: LabelledFrames, num_classes: int) -> float:
-    """Mean per-frame mIoU (%) of the model's labels against `data`'s, in fp32 wherever the model is."""
+def predict(model: torch.nn.Module, frames: np.ndarray) -> np.ndarray:
+    """The model's label maps for `frames`, in batches of 32, in fp32 wherever the model is."""
     model.eval()
     device = next(model.parameters()).device
-    scores: list[float] = []
     with torch.no_grad():
-        for i in range(0, len(data), 32):
-            predictions = model(torch.from_numpy(data.frames[i:i + 32]).to(device)).argmax(1).cpu().numpy()
-            scores += batch_miou(data.labels[i:i + 32], predictions, num_classes)
-    return float(np.mean(scores))
+        return np.concatenate([model(torch.from_numpy(frames[i:i + 32]).to(device)).argmax(1).cpu().numpy()
+                               for i in range(0, len(frames), 32)])
+
+
+def evaluate(model: torch.nn.Module, data: LabelledFrames, num_classes: int) -> float:
+    """Mean per-frame mIoU (%) of the model's labels against `data`'s."""
+    return float(np.mean(batch_miou(data.labels, predict(model, data.frames), num_classes)))
 
 
 def progress_bar(iterations: int) -> Callable[[int, float], None]:

@@ -35,8 +35,8 @@ class ScoringLabels:
 def label_scored_frames(source: VideoSource, teacher_spec: str | TeacherSpec, config: AmsConfig,
                         max_duration_s: float | None) -> ScoringLabels:
     """Run the teacher once over the frames a simulation will score, a frame at a time as the
-    simulation would (on one CPU core the teacher network labels 44 frames/s alone and 43 in
-    batches of 8: `teacher_serve_vs_local.py`)."""
+    simulation would (on one CPU core the teacher network labels 43 frames/s alone and 41 in
+    batches of 8, so batching would not pay: `teacher_serve_vs_local.py`)."""
     teacher = build_teacher(teacher_spec, source.label_key)
     reader = VideoReader(source.path, config.video.height, config.video.width)
     last = int(max_duration_s * reader.fps) if max_duration_s else None

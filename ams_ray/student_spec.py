@@ -31,8 +31,13 @@ class StudentSpec:
         if weights == SCRATCH:
             return cls(name, scratch=True)
         if weights:
-            path = Path(weights)
-            if not path.is_file():
-                raise FileNotFoundError(f"weights file not found: {path}")
-            return cls(name, path.read_bytes(), source=weights)
+            return cls(name, read_weights_file(weights), source=weights)
         return cls(name)
+
+
+def read_weights_file(path: str | Path) -> bytes:
+    """A weights file's bytes, read where a spec names it, or an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path.read_bytes()

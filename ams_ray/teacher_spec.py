@@ -10,9 +10,8 @@ resolve specs without loading it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 from ams_ray.label_store import LabelArchive
+from ams_ray.student_spec import read_weights_file
 
 TORCHVISION_CACHE = "cache"  # torchvision's own cache on the node that runs the teacher, never a download
 
@@ -27,10 +26,10 @@ class TeacherSpec:
     def read(cls, text: str) -> "TeacherSpec":
         kind, _, rest = text.partition(":")
         if kind == "network" and rest:
-            return cls(text, weights=_read_weights(rest))
+            return cls(text, weights=read_weights_file(rest))
         if kind == "torchvision":
             _, _, weights = rest.partition(":")
-            return cls(text, weights=_read_weights(weights) if weights and weights != TORCHVISION_CACHE else None)
+            return cls(text, weights=read_weights_file(weights) if weights and weights != TORCHVISION_CACHE else None)
         if kind == "labels":
             return cls(text, labels=LabelArchive.read_directory(rest))
         return cls(text)
@@ -45,8 +44,3 @@ def read_spec(spec: "str | TeacherSpec") -> TeacherSpec:
     """A spec as given: text is read here, a `TeacherSpec` was read where it was given."""
     return spec if isinstance(spec, TeacherSpec) else TeacherSpec.read(spec)
 
-
-def _read_weights(path: str) -> bytes:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    return Path(path).read_bytes()

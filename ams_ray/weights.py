@@ -13,12 +13,11 @@ from urllib.parse import urlparse
 
 import torch
 
+from ams_ray.student_spec import read_weights_file
+
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    return load_state_dict_bytes(path.read_bytes(), str(path))
+    return load_state_dict_bytes(read_weights_file(path), str(path))
 
 
 def load_state_dict_bytes(data: bytes, source: str) -> dict[str, torch.Tensor]:

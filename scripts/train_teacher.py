@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ams_ray.pretraining import LabelledFrames, PretrainSettings, evaluate, pretrain, progress_bar, synthetic_frames
-from ams_ray.students import EMBEDDED_TINY_WEIGHTS, TinyStudent
-from ams_ray.metrics import batch_miou
+from ams_ray.pretraining import (LabelledFrames, PretrainSettings, evaluate, predict, pretrain, progress_bar,
+                                 synthetic_frames)
+from ams_ray.students import build_student
+from ams_ray.metrics import batch_miou, confusion_matrix
 from ams_ray.synthetic import CLASS_NAMES, NUM_CLASSES
 from ams_ray.teacher_network import EMBEDDED_TEACHER_WEIGHTS, TeacherNet
+from ams_ray.weights import load_state_dict_file
 
 TRAIN_SEED_BASE = 300_000
 HELDOUT_SEED_BASE = 400_000
@@ -74,26 +76,24 @@ def run_phase(model: TeacherNet, phase: Phase, training: LabelledFrames, args: a
 def load_fp16(model: TeacherNet, path: Path, strict: bool = True) -> list[str]:
     """Load weights written by `save_fp16`; returns the layers the file lacks (with strict=False)."""
     missing, unexpected = model.load_state_dict(
-        {k: v.float() for k, v in torch.load(path, weights_only=True).items()}, strict=strict)
+        {k: v.float() for k, v in load_state_dict_file(path).items()}, strict=strict)
     if unexpected:
         raise SystemExit(f"error: {path} holds weights this network lacks: {unexpected[:3]}")
     return sorted({k.split(".")[0] for k in missing})
 
 
-def error_breakdown(model: TeacherNet, heldout: LabelledFrames) -> dict:
+def error_breakdown(predicted: np.ndarray, truth: np.ndarray) -> dict:
     """Per-class IoU over all held-out pixels, and what mIoU would be if the one confusion
     this world makes hard by design (building against vegetation: scene-drawn colours and
     texture styles, and verges that may be either) were resolved."""
-    with torch.no_grad():
-        predicted = np.concatenate([model(torch.from_numpy(heldout.frames[i:i + 32])).argmax(1).numpy()
-                                    for i in range(0, len(heldout), 32)])
-    truth = heldout.labels
-    iou = {name: round(100 * float(((predicted == c) & (truth == c)).sum() / max(((predicted == c) | (truth == c)).sum(), 1)), 1)
-           for c, name in enumerate(CLASS_NAMES)}
+    cm = confusion_matrix(truth, predicted, NUM_CLASSES)
+    hits = np.diag(cm)
+    iou = 100 * hits / np.maximum(cm.sum(0) + cm.sum(1) - hits, 1)
     building, vegetation = CLASS_NAMES.index("building"), CLASS_NAMES.index("vegetation")
     swapped = np.isin(predicted, (building, vegetation)) & np.isin(truth, (building, vegetation)) & (predicted != truth)
     resolved = np.where(swapped, truth, predicted)
-    return {"class_iou": iou, "pixel_error": round(float((predicted != truth).mean()), 4),
+    return {"class_iou": {name: round(float(v), 1) for name, v in zip(CLASS_NAMES, iou)},
+            "pixel_error": round(float((predicted != truth).mean()), 4),
             "building_vegetation_share_of_errors": round(float(swapped.sum() / max((predicted != truth).sum(), 1)), 3),
             "miou_with_building_vegetation_resolved": round(float(np.mean(batch_miou(truth, resolved, NUM_CLASSES))), 2)}
 
@@ -118,14 +118,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     heldout = synthetic_frames(HELDOUT_SEED_BASE, 100, 4, "held-out scenes", args.workers)
-    student = TinyStudent(NUM_CLASSES)
-    student.load_state_dict(torch.load(EMBEDDED_TINY_WEIGHTS, weights_only=True))
+    student = build_student("tiny", NUM_CLASSES)
     model = TeacherNet()
     if args.evaluate_only:  # weights without the attention block score as the network without it
         load_fp16(model, args.out, strict=False)
-        print(json.dumps({"teacher_heldout_miou": round(evaluate(model, heldout, NUM_CLASSES), 2),
+        predicted = predict(model, heldout.frames)
+        print(json.dumps({"teacher_heldout_miou": round(float(np.mean(batch_miou(heldout.labels, predicted,
+                                                                                 NUM_CLASSES))), 2),
                           "student_heldout_miou": round(evaluate(student, heldout, NUM_CLASSES), 2),
-                          "frames": len(heldout), **error_breakdown(model, heldout)}))
+                          "frames": len(heldout), **error_breakdown(predicted, heldout.labels)}))
         return
     phases = [Phase("first", args.videos[0], args.iterations[0], args.lr[0], train_context=False),
               Phase("second", args.videos[1], args.iterations[1], args.lr[1], train_context=True)]
