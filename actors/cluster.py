@@ -6,7 +6,7 @@ import os
 
 import ray
 
-from ams_ray.placement import Demand, check_fits
+from ams_ray.fleet.placement import Demand, check_fits
 
 
 def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,

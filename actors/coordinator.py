@@ -1,4 +1,4 @@
-"""The coordinator: grants training turns on shared devices, as leases (`ams_ray.turns`).
+"""The coordinator: grants training turns on shared devices, as leases (`ams_ray.service.turns`).
 
 A holder (a trainer host, by its host id) registers with its incarnation (one id per
 process) and asks for a turn before each training step; the answer is an awaited future. Waiters wake every second to take back lapsed leases, so a
@@ -13,7 +13,7 @@ import time
 
 import ray
 
-from ams_ray.turns import TurnBook
+from ams_ray.service.turns import TurnBook
 
 log = logging.getLogger(__name__)
 REAP_EVERY_S = 1.0

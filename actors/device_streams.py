@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 
-from ams_ray.messages import SampleChunk
+from ams_ray.wire.messages import SampleChunk
 
 log = logging.getLogger(__name__)
 

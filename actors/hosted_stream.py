@@ -16,17 +16,17 @@ from typing import AsyncIterator, Iterator
 
 import numpy as np
 
-from actors.metrics import TrainerMetrics
-from ams_ray.checkpoint_store import CheckpointError, CheckpointStore
+from actors.telemetry import TrainerMetrics
 from ams_ray.config import AmsConfig
-from ams_ray.distill import OnlineDistiller, RoundResult
-from ams_ray.fleet_plan import TrainerSettings
-from ams_ray.messages import SampleChunk
-from ams_ray.server_stream import LabellingFailed, StreamSession
-from ams_ray.simulate import STRATEGIES
-from ams_ray.stream_state import StreamState, StreamStateError
-from ams_ray.student_spec import StudentSpec
-from ams_ray.students import build_student
+from ams_ray.learn.distill import OnlineDistiller, RoundResult
+from ams_ray.learn.session import LabellingFailed, StreamSession
+from ams_ray.learn.strategies import STRATEGIES
+from ams_ray.models.student_spec import StudentSpec
+from ams_ray.models.students import build_student
+from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
+from ams_ray.service.trainer_settings import TrainerSettings
+from ams_ray.wire.messages import SampleChunk
+from ams_ray.wire.stream_state import StreamState, StreamStateError
 
 log = logging.getLogger(__name__)
 REORDER_WAIT_S = 5.0  # how long a chunk waits for a predecessor that has not arrived

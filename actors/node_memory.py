@@ -3,7 +3,7 @@
 The driver's own machine is not the cluster: on a real cluster the trainers, the teacher and
 the edges run elsewhere, so each node reports its own `psutil.virtual_memory()` (in use =
 total - available, Ray's own processes included) once a second, and the run's peak is taken
-per machine (`ams_ray.fleet_report.machine_memory`).
+per machine (`ams_ray.fleet.report.machine_memory`).
 """
 
 from __future__ import annotations

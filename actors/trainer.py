@@ -6,7 +6,7 @@ A chunk arrives from an edge -> labelled by the shared Teacher deployment (await
 host keeps serving its other streams) -> window, ASR, ATR -> if a round is due, it joins
 the host's round queue. One training thread takes rounds from that queue, each under a
 training turn from the coordinator: one at a time, or (`fused`) every round that fell due
-together as one batched step (`ams_ray.fused_training`). The reply to `receive_chunk` is the
+together as one batched step (`ams_ray.learn.fused_training`). The reply to `receive_chunk` is the
 downlink: the edge applies the packet it carries.
 
 Why many streams per process: `import torch` costs ~5 CPU-seconds and ~0.9 GB per process
@@ -29,12 +29,12 @@ import ray
 from ray.exceptions import RayError
 
 from actors.device_streams import DeviceStreams
-from actors.metrics import ErrorCounter
 from actors.teacher_client import label_with_retry
-from ams_ray.fleet_plan import TrainerSettings
-from ams_ray.messages import SampleChunk
-from ams_ray.process_memory import own_memory_mb, return_free_heap
-from ams_ray.student_spec import StudentSpec
+from actors.telemetry import ErrorCounter
+from ams_ray.fleet.process_memory import own_memory_mb, return_free_heap
+from ams_ray.models.student_spec import StudentSpec
+from ams_ray.service.trainer_settings import TrainerSettings
+from ams_ray.wire.messages import SampleChunk
 
 # torch and everything that imports it are imported inside the actor, never at module level:
 # an edge holding a handle to this actor imports this module, and must stay free of torch.
@@ -57,11 +57,11 @@ class TrainerHost(DeviceStreams):
         import torch
 
         from actors.hosted_stream import HostedStream
-        from ams_ray.checkpoint_store import CheckpointStore
         from ams_ray.config import AmsConfig
-        from ams_ray.distill import OnlineDistiller
-        from ams_ray.simulate import STRATEGIES
-        from ams_ray.students import build_student
+        from ams_ray.learn.distill import OnlineDistiller
+        from ams_ray.learn.strategies import STRATEGIES
+        from ams_ray.models.students import build_student
+        from ams_ray.service.checkpoint_store import CheckpointStore
 
         torch.set_num_threads(1)
         self.host_id, self.settings = host_id, settings
@@ -195,7 +195,7 @@ class TrainerHost(DeviceStreams):
     def _train(self, rounds: list[DueRound]) -> list[tuple[object, float, float]]:
         """On the training thread: one step for all `rounds`; each stream is charged its share
         of the step's wall time and of the thread's CPU time (wall - CPU: waiting for a core)."""
-        from ams_ray.fused_training import train_rounds
+        from ams_ray.learn.fused_training import train_rounds
 
         began, cpu_began = time.perf_counter(), time.thread_time()
         inputs = [r.stream.session.round_inputs(r.now_s) for r in rounds]

@@ -1,5 +1,5 @@
 import sys
 
-from ams_ray.cli import main
+from ams_ray.evaluation.cli import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """The catalogue of every metric ams-ray exports: one source of truth, no Ray.
 
-The Ray actors instantiate these with `ray.util.metrics` (`actors/metrics.py`); the
+The Ray actors instantiate these with `ray.util.metrics` (`actors/telemetry.py`); the
 Grafana dashboard's queries and the Prometheus test are checked against this list. Ray's
 exporter prefixes every name with `ray_`, which `exported_name` adds.
 

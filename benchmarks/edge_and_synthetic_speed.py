@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from ams_ray.config import TrainingConfig
-from ams_ray.distill import OnlineDistiller, Strategy
-from ams_ray.edge_runtime import EdgeModel
-from ams_ray.students import build_student
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.device.runtime import DeviceModel
+from ams_ray.learn.distill import OnlineDistiller, Strategy
+from ams_ray.models.students import build_student
 
 
 def _rate(fn, count: int) -> float:
@@ -41,7 +41,7 @@ def main() -> int:
     synthetic_fps = _rate(lambda i: video.render(i), 3000)
     student = build_student("tiny", NUM_CLASSES)
     distiller = OnlineDistiller(student, TrainingConfig(), Strategy())
-    edge = EdgeModel(distiller.edge_bundle(128, 256), threads=1)
+    edge = DeviceModel(distiller.edge_bundle(128, 256), threads=1)
     frames = np.stack([video.frame(i) for i in range(0, 1000, 5)])
     edge.predict(frames[:1])
     onnx_fps = _rate(lambda i: edge.predict(frames[i % len(frames)][None]), 500)

@@ -10,7 +10,7 @@
     python benchmarks/multi_client.py --clients 8 --streams-per-trainer 1 --lockstep   # the old shape
     python benchmarks/multi_client.py --clients 16 --transport http     # devices over HTTP, with tokens
 
-Starts (or joins) Ray, deploys the shared Teacher on Serve, runs one EdgeStream per client
+Starts (or joins) Ray, deploys the shared Teacher on Serve, runs one RayDevice per client
 on distinct videos (the embedded default: synthetic seeds 0..N-1) and trainer hosts that
 hold K streams each (default: one host per GPU, or per CPU core), and writes summary.json,
 streams.csv, miou_over_time.png and staleness.png to --out. Hosts checkpoint their streams
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from tqdm import tqdm  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
-from ams_ray.fleet_report import http_figures, machine_memory, stream_rows, summarize, write_report  # noqa: E402
+from ams_ray.fleet.report import http_figures, machine_memory, stream_rows, summarize, write_report  # noqa: E402
 
 
 def expand_globs(paths: list[Path]) -> list[Path]:
@@ -115,7 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _fault(text: str):
-    from ams_ray.faults import Fault
+    from ams_ray.fleet.faults import Fault
 
     try:
         return Fault.parse(text)
@@ -132,11 +132,10 @@ def main(argv=None) -> int:
     import ray
 
     from actors.cluster import connect
-    from actors.fleet import run_fleet
-    from ams_ray.placement import PlacementError
-
-    from ams_ray.faults import fault_outcomes
-    from ams_ray.fleet_plan import FleetConfig
+    from ams_ray.fleet.faults import fault_outcomes
+    from ams_ray.fleet.placement import PlacementError
+    from ams_ray.fleet.plan import FleetConfig
+    from serve.fleet import run_fleet
 
     connect(args.address, num_cpus=args.num_cpus, metrics_export_port=args.metrics_port)
     config = FleetConfig(clients=args.clients, duration_s=args.duration, speed=args.speed, teacher=args.teacher,

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from ams_ray.config import AmsConfig
-from ams_ray.compare import run_comparison
-from ams_ray.datasets import materialize_synthetic
+from ams_ray.data.datasets import materialize_synthetic
+from ams_ray.evaluation.compare import run_comparison
 
 
 def main() -> int:

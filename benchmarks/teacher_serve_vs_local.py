@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 
 def local_frames_per_s(spec: str, frames: list[np.ndarray], batch: int) -> float:
-    from ams_ray.teachers import TeacherPool
+    from ams_ray.teach.teachers import TeacherPool
 
     pool = TeacherPool(spec)
     pool.label_many([(None, 0, frames[0])])  # warm-up
@@ -38,7 +38,7 @@ def local_frames_per_s(spec: str, frames: list[np.ndarray], batch: int) -> float
 def serve_frames_per_s(spec: str, frames: list[np.ndarray], batch: int, threads: int, core: int) -> dict:
     from ray import serve
 
-    from ams_ray.fleet_report import mean_teacher_batch
+    from ams_ray.fleet.report import mean_teacher_batch
     from serve.teacher import APP_NAME, teacher_app
 
     handle = serve.run(teacher_app(spec, max_batch_size=batch, batch_wait_s=0.05, num_cpus=threads),
@@ -76,7 +76,7 @@ def main() -> int:
     use_loopback_only()  # before ray is imported
     import torch
 
-    from ams_ray.synthetic import SyntheticVideo
+    from ams_ray.data.synthetic import SyntheticVideo
 
     video = SyntheticVideo(0, duration_s=60.0)
     frames = [video.frame(i) for i in range(args.frames)]

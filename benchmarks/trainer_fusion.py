@@ -6,7 +6,7 @@
 
 For each K, builds K students (each with its own seed and its own window of labelled
 synthetic frames) and times one training round per stream, sequentially
-(`OnlineDistiller.train_round` K times) and fused (`ams_ray.fused_training.train_rounds`,
+(`OnlineDistiller.train_round` K times) and fused (`ams_ray.learn.fused_training.train_rounds`,
 one vmap step for all K), with the profile's iterations and batch. Prints per-stream round
 time and the speed-up, and writes trainer_fusion.json and trainer_fusion.png to --out.
 The K = 1 sequential time is the bare round time of one idle process, which
@@ -32,12 +32,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
-from ams_ray.distill import OnlineDistiller  # noqa: E402
-from ams_ray.fused_training import train_rounds  # noqa: E402
-from ams_ray.simulate import STRATEGIES  # noqa: E402
-from ams_ray.students import build_student  # noqa: E402
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo  # noqa: E402
-from ams_ray.window import FrameWindow  # noqa: E402
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo  # noqa: E402
+from ams_ray.learn.distill import OnlineDistiller  # noqa: E402
+from ams_ray.learn.fused_training import train_rounds  # noqa: E402
+from ams_ray.learn.strategies import STRATEGIES  # noqa: E402
+from ams_ray.learn.window import FrameWindow  # noqa: E402
+from ams_ray.models.students import build_student  # noqa: E402
 
 DISTINCT_WINDOWS = 4  # streams cycle through this many rendered windows (rendering 64 would dominate)
 

@@ -1,6 +1,6 @@
 """Train the embedded tiny student on a generic mix of synthetic scenes.
 
-    .venv/bin/python scripts/pretrain_tiny_student.py            # writes ams_ray/assets/tiny_student.pt
+    .venv/bin/python scripts/pretrain_tiny_student.py            # writes ams_ray/models/assets/tiny_student.pt
     .venv/bin/python scripts/pretrain_tiny_student.py --evaluate-only
 
 Seeds: training draws from 100000+ and the held-out check from 200000+, both disjoint from
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from ams_ray.pretraining import PretrainSettings, evaluate, pretrain, progress_bar, synthetic_frames
-from ams_ray.students import EMBEDDED_TINY_WEIGHTS, TinyStudent
-from ams_ray.synthetic import NUM_CLASSES
+from ams_ray.data.synthetic import NUM_CLASSES
+from ams_ray.evaluation.pretraining import PretrainSettings, evaluate, pretrain, progress_bar, synthetic_frames
+from ams_ray.models.students import EMBEDDED_TINY_WEIGHTS, TinyStudent
 
 TRAIN_SEED_BASE = 100_000
 HELDOUT_SEED_BASE = 200_000

@@ -1,6 +1,6 @@
 """Train the embedded teacher network on generic synthetic scenes.
 
-    .venv/bin/python scripts/train_teacher.py --workers 2     # writes ams_ray/assets/teacher.pt (fp16)
+    .venv/bin/python scripts/train_teacher.py --workers 2     # writes ams_ray/models/assets/teacher.pt (fp16)
     .venv/bin/python scripts/train_teacher.py --evaluate-only
     .venv/bin/python scripts/train_teacher.py --init FIRST.pt # the second phase only, from the first's weights
 
@@ -28,13 +28,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ams_ray.pretraining import (LabelledFrames, PretrainSettings, evaluate, predict, pretrain, progress_bar,
-                                 synthetic_frames)
-from ams_ray.students import build_student
-from ams_ray.metrics import batch_miou, confusion_matrix
-from ams_ray.synthetic import CLASS_NAMES, NUM_CLASSES
-from ams_ray.teacher_network import EMBEDDED_TEACHER_WEIGHTS, TeacherNet
-from ams_ray.weights import load_state_dict_file
+from ams_ray.accuracy import batch_miou, confusion_matrix
+from ams_ray.data.synthetic import CLASS_NAMES, NUM_CLASSES
+from ams_ray.evaluation.pretraining import (
+    LabelledFrames,
+    PretrainSettings,
+    evaluate,
+    predict,
+    pretrain,
+    progress_bar,
+    synthetic_frames,
+)
+from ams_ray.models.students import build_student
+from ams_ray.models.teacher_network import EMBEDDED_TEACHER_WEIGHTS, TeacherNet
+from ams_ray.models.weights import load_state_dict_file
 
 TRAIN_SEED_BASE = 300_000
 HELDOUT_SEED_BASE = 400_000

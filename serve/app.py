@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 
-from ams_ray.service_settings import ServiceSettings, expand_local
+from ams_ray.service.settings import ServiceSettings, expand_local
 
 APP_NAME = "ams-service"
 READY_TIMEOUT_S = 600.0
@@ -26,7 +26,7 @@ READY_TIMEOUT_S = 600.0
 def build_app(args: dict):
     """Serve's application builder (`import_path: serve.app:build_app`): settings -> bound app.
     The student's weights are read here, on the driver, and travel as bytes."""
-    from ams_ray.student_spec import StudentSpec
+    from ams_ray.models.student_spec import StudentSpec
     from serve.ingress import DeviceIngress
     from serve.teacher import teacher_app
 

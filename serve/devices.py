@@ -14,8 +14,8 @@ import argparse
 import sys
 import time
 
-from ams_ray.device_registry import DeviceRegistry, RegistryError
-from ams_ray.service_settings import ServiceSettings, expand_local
+from ams_ray.service.device_registry import DeviceRegistry, RegistryError
+from ams_ray.service.settings import ServiceSettings, expand_local
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 Each request is checked in the order that costs least to refuse: the bearer token (401),
 the stream it names (403: a token grants its own stream only), the device's request budget
 (429), the body's size (413), then the chunk itself (400), decoded once in a separate
-process (`ams_ray.untrusted_chunks`). Only then does a trainer host see it, and a replayed
+process (`ams_ray.service.untrusted_chunks`). Only then does a trainer host see it, and a replayed
 chunk (409) changes nothing there. Every refusal is counted in `ams_errors_total`
 (component "ingress") with its kind.
 
@@ -27,17 +27,16 @@ from ray import serve
 from ray.exceptions import RayError
 
 from actors.coordinator import Coordinator
-from actors.metrics import ErrorCounter
+from actors.telemetry import ErrorCounter
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
-from ams_ray.device_link import (CHUNK_SEQUENCE_HEADER, DUE_CHUNK_HEADER, FRAME_SIZE_HEADER,
-                                 PACKET_SEQUENCE_HEADER)
-from ams_ray.device_registry import DeviceRegistry, TokenCheck
-from ams_ray.fleet_plan import TrainerSettings
-from ams_ray.rate_limit import RateLimiter
-from ams_ray.service_settings import ServiceSettings
-from ams_ray.student_spec import StudentSpec
-from ams_ray.untrusted_chunks import ChunkLimits, ChunkRejected, IsolatedDecoder, parse_envelope
+from ams_ray.device.link import CHUNK_SEQUENCE_HEADER, DUE_CHUNK_HEADER, FRAME_SIZE_HEADER, PACKET_SEQUENCE_HEADER
+from ams_ray.models.student_spec import StudentSpec
+from ams_ray.service.device_registry import DeviceRegistry, TokenCheck
+from ams_ray.service.rate_limit import RateLimiter
+from ams_ray.service.settings import ServiceSettings
+from ams_ray.service.trainer_settings import TrainerSettings
+from ams_ray.service.untrusted_chunks import ChunkLimits, ChunkRejected, IsolatedDecoder, parse_envelope
 
 log = logging.getLogger(__name__)
 API_VERSION = "v1"

@@ -19,9 +19,9 @@ import time
 import numpy as np
 from ray import serve
 
-from actors.metrics import TeacherMetrics
-from ams_ray.teacher_spec import TeacherSpec, read_spec
-from ams_ray.teachers import TeacherPool
+from actors.telemetry import TeacherMetrics
+from ams_ray.teach.teacher_spec import TeacherSpec, read_spec
+from ams_ray.teach.teachers import TeacherPool
 
 DEPLOYMENT_NAME = "Teacher"
 APP_NAME = "ams-teacher"

@@ -22,7 +22,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def short_video(cache_dir):
     """A 40 s synthetic video with exact labels (two scenes of at least 30 s... or one cut)."""
-    from ams_ray.datasets import materialize_synthetic
+    from ams_ray.data.datasets import materialize_synthetic
 
     return materialize_synthetic(seed=7, duration_s=40.0, height=64, width=128, cache_dir=cache_dir, progress=False)
 

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from ams_ray.synthetic import NUM_CLASSES, _PROTOTYPES
+from ams_ray.data.synthetic import _PROTOTYPES, NUM_CLASSES
 
 
 class ColourTeacher:

@@ -1,6 +1,6 @@
 import pytest
 
-from ams_ray.checkpoint_store import CheckpointError, CheckpointStore
+from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
 
 
 @pytest.mark.parametrize("as_url", [False, True])

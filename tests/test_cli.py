@@ -135,8 +135,8 @@ def test_pretrain_student_makes_a_student_that_compare_uses(tmp_path):
 
 
 def test_compare_says_when_it_squashes_a_video(tmp_path):
-    from ams_ray.synthetic import SyntheticVideo
-    from ams_ray.video import write_video
+    from ams_ray.data.synthetic import SyntheticVideo
+    from ams_ray.data.video import write_video
 
     video = SyntheticVideo(12, duration_s=2.0, fps=15.0, height=96, width=128)
     write_video(tmp_path / "camera.mp4", (frame for frame, _ in video.frames()), video.fps)

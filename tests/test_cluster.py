@@ -87,8 +87,8 @@ def _drive(address: str, cache: Path, s3_standin: Path) -> dict:
     """The driver: runs two streams, kills one trainer after its first checkpoint; returns facts."""
     import ray
 
-    from actors.fleet import run_fleet
-    from ams_ray.fleet_plan import FleetConfig
+    from ams_ray.fleet.plan import FleetConfig
+    from serve.fleet import run_fleet
 
     ray.init(address=address, _node_ip_address="127.0.0.2", log_to_driver=False)
     try:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ams_ray.codec import (
+from ams_ray.wire.codec import (
     PacketError,
     ParamLayout,
     TensorDelta,

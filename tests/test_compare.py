@@ -1,7 +1,7 @@
 import numpy as np
 
-from ams_ray.compare import BASELINE_STYLES, format_table, miou_figure
-from ams_ray.simulate import StreamResult
+from ams_ray.evaluation.compare import BASELINE_STYLES, format_table, miou_figure
+from ams_ray.evaluation.simulate import StreamResult
 
 
 def _result(name: str, values: list[float], sent: int = 0, applied: int = 0) -> StreamResult:

@@ -1,4 +1,4 @@
-"""Training turns on a real Ray coordinator when trainer processes die (see ams_ray.turns)."""
+"""Training turns on a real Ray coordinator when trainer processes die (see ams_ray.service.turns)."""
 
 import time
 

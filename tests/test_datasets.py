@@ -1,9 +1,9 @@
-import pytest
 import numpy as np
+import pytest
 
-from ams_ray.datasets import materialize_synthetic, resolve_video
-from ams_ray.label_store import LabelStore
-from ams_ray.video import VideoReader
+from ams_ray.data.datasets import materialize_synthetic, resolve_video
+from ams_ray.data.label_store import LabelStore
+from ams_ray.data.video import VideoReader
 
 
 def test_synthetic_video_is_written_once_as_h264_with_labels(short_video, cache_dir):
@@ -22,7 +22,7 @@ def test_a_path_is_taken_as_a_camera_file(tmp_path):
 
 
 def test_a_synthetic_spec_travels_as_one_key():
-    from ams_ray.datasets import SyntheticSpec
+    from ams_ray.data.datasets import SyntheticSpec
 
     spec = SyntheticSpec(12, 60.0, 128, 256)
     assert SyntheticSpec.from_key(spec.key) == spec
@@ -31,7 +31,7 @@ def test_a_synthetic_spec_travels_as_one_key():
 
 
 def test_a_video_without_labels_is_completed_with_them_when_asked(tmp_path):
-    from ams_ray.datasets import SyntheticSpec
+    from ams_ray.data.datasets import SyntheticSpec
 
     spec = SyntheticSpec(31, 2.0, 32, 64)
     bare = spec.materialize(tmp_path, labels=False)
@@ -45,8 +45,8 @@ def test_real_videos_carry_their_truth_as_bytes(short_video, tmp_path):
 
     import numpy as np
 
-    from ams_ray.datasets import read_videos
-    from ams_ray.label_store import LabelStore
+    from ams_ray.data.datasets import read_videos
+    from ams_ray.data.label_store import LabelStore
 
     labels = tmp_path / "truth"
     shutil.copytree(short_video.path.parent / "labels", labels)

@@ -1,6 +1,6 @@
 import pytest
 
-from ams_ray.device_registry import DeviceRegistry, RegistryError, TokenCheck
+from ams_ray.service.device_registry import DeviceRegistry, RegistryError, TokenCheck
 
 
 def test_tokens_are_kept_hashed_and_grant_their_device(tmp_path):

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from ams_ray.device_registry import DeviceRegistry, TokenCheck
+from ams_ray.service.device_registry import DeviceRegistry, TokenCheck
 
 
 def _devices(state, *args: str) -> subprocess.CompletedProcess:

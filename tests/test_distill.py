@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from ams_ray.codec import decode_packet
 from ams_ray.config import TrainingConfig
-from ams_ray.distill import OnlineDistiller, Strategy
-from ams_ray.students import build_student
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
-from ams_ray.window import FrameWindow
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.learn.distill import OnlineDistiller, Strategy
+from ams_ray.learn.window import FrameWindow
+from ams_ray.models.students import build_student
+from ams_ray.wire.codec import decode_packet
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,18 @@
 import numpy as np
 
 from ams_ray.config import TrainingConfig
-from ams_ray.distill import OnlineDistiller, Strategy
-from ams_ray.edge_client import EdgeClient
-from ams_ray.students import build_student
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
-from ams_ray.window import FrameWindow
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.device.client import DeviceClient
+from ams_ray.learn.distill import OnlineDistiller, Strategy
+from ams_ray.learn.window import FrameWindow
+from ams_ray.models.students import build_student
 
 
 def test_device_samples_at_its_rate_uploads_per_period_and_survives_bad_packets():
     video = SyntheticVideo(8, duration_s=20, fps=10, height=64, width=128)
     distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(iterations=1, batch_size=2),
                                 Strategy())
-    edge = EdgeClient("cam", distiller.edge_bundle(64, 128), sampling_rate_fps=2.0, send_period_s=5.0)
+    edge = DeviceClient("cam", distiller.edge_bundle(64, 128), sampling_rate_fps=2.0, send_period_s=5.0)
     chunks = []
     for i in range(video.num_frames):
         chunk = edge.observe(i, i / video.fps, video.frame(i))
@@ -41,7 +41,7 @@ def test_the_baseline_stays_pretrained_while_the_model_is_updated():
     distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(iterations=5, batch_size=4),
                                 Strategy())
     bundle = distiller.edge_bundle(64, 128)
-    edge = EdgeClient("cam", bundle, sampling_rate_fps=1.0, send_period_s=5.0, baseline=True)
+    edge = DeviceClient("cam", bundle, sampling_rate_fps=1.0, send_period_s=5.0, baseline=True)
     frame, truth = video.frame(0), video.labels(0)
     edge.evaluate(0.0, frame, truth)
     assert edge.baseline_trace.values == edge.trace.values  # the same model so far
@@ -52,6 +52,6 @@ def test_the_baseline_stays_pretrained_while_the_model_is_updated():
     edge.evaluate(1.0, frame, truth)
     assert edge.baseline_trace.values[1] == edge.baseline_trace.values[0]
     assert edge.trace.values[1] != edge.trace.values[0]
-    plain = EdgeClient("cam", bundle, 1.0, 5.0)  # without a baseline only the live model is scored
+    plain = DeviceClient("cam", bundle, 1.0, 5.0)  # without a baseline only the live model is scored
     plain.evaluate(0.0, frame, truth)
     assert len(plain.trace.values) == 1 and plain.baseline_trace.values == []

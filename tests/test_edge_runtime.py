@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from ams_ray.codec import PacketError
 from ams_ray.config import TrainingConfig
-from ams_ray.distill import OnlineDistiller, Strategy
-from ams_ray.edge_runtime import EdgeModel
-from ams_ray.students import build_student
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
-from ams_ray.window import FrameWindow
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.device.runtime import DeviceModel
+from ams_ray.learn.distill import OnlineDistiller, Strategy
+from ams_ray.learn.window import FrameWindow
+from ams_ray.models.students import build_student
+from ams_ray.wire.codec import PacketError
 
 H, W = 64, 128
 
@@ -34,7 +34,7 @@ def test_onnx_matches_torch_before_and_after_updates(student, scene):
     frames, labels = scene
     distiller = OnlineDistiller(build_student(student, NUM_CLASSES), TrainingConfig(iterations=3, batch_size=2),
                                 Strategy("gradient_guided", 0.1))
-    edge = EdgeModel(distiller.edge_bundle(H, W))
+    edge = DeviceModel(distiller.edge_bundle(H, W))
     assert (edge.predict(frames[:8]) == _torch_labels(distiller.model, frames[:8])).mean() >= 0.999
 
     window = FrameWindow(250)
@@ -50,7 +50,7 @@ def test_out_of_order_and_duplicate_packets_are_refused(scene):
     frames, labels = scene
     config = TrainingConfig(iterations=1, batch_size=2, restart_from_pretrained=False)
     distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), config, Strategy("gradient_guided", 0.05))
-    edge = EdgeModel(distiller.edge_bundle(H, W))
+    edge = DeviceModel(distiller.edge_bundle(H, W))
     window = FrameWindow(250)
     window.add(np.arange(len(frames)) / 5, frames, labels)
     first, second = distiller.train_round(window).packet, distiller.train_round(window).packet
@@ -65,7 +65,7 @@ def test_out_of_order_and_duplicate_packets_are_refused(scene):
 
 def test_edge_runtime_never_imports_torch():
     code = (
-        "import sys, ams_ray.edge_runtime, ams_ray.edge_client, ams_ray.codec, ams_ray.video;"
+        "import sys, ams_ray.device.runtime, ams_ray.device.client, ams_ray.wire.codec, ams_ray.data.video;"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -73,20 +73,20 @@ def test_edge_runtime_never_imports_torch():
 
 def test_bad_frames_are_refused(scene):
     distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(), Strategy())
-    edge = EdgeModel(distiller.edge_bundle(H, W))
+    edge = DeviceModel(distiller.edge_bundle(H, W))
     with pytest.raises(ValueError, match="uint8 frames"):
         edge.predict(scene[0][:1].astype(np.float32))
 
 
 def test_a_bundle_survives_its_bytes(scene):
     """The model a device downloads over HTTP runs exactly as the one handed over in-process."""
-    from ams_ray.edge_runtime import EdgeModelBundle
+    from ams_ray.device.runtime import DeviceModelBundle
 
     distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(), Strategy())
     bundle = distiller.edge_bundle(H, W)
-    copy = EdgeModelBundle.from_bytes(bundle.to_bytes())
+    copy = DeviceModelBundle.from_bytes(bundle.to_bytes())
     assert copy.trainable == bundle.trainable and copy.num_classes == bundle.num_classes
     assert copy.layout.fingerprint == bundle.layout.fingerprint
-    np.testing.assert_array_equal(EdgeModel(copy).predict(scene[0][:4]), EdgeModel(bundle).predict(scene[0][:4]))
+    np.testing.assert_array_equal(DeviceModel(copy).predict(scene[0][:4]), DeviceModel(bundle).predict(scene[0][:4]))
     with pytest.raises(ValueError, match="not an ams-ray model bundle"):
-        EdgeModelBundle.from_bytes(b"<html>proxy error</html>")
+        DeviceModelBundle.from_bytes(b"<html>proxy error</html>")

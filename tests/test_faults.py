@@ -1,6 +1,6 @@
 import pytest
 
-from ams_ray.faults import Fault, fault_outcomes
+from ams_ray.fleet.faults import Fault, fault_outcomes
 
 
 def test_fault_specs_parse_and_print_back():

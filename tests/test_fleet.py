@@ -5,13 +5,13 @@ import shutil
 import pytest
 import torch
 
-from actors.fleet import run_fleet
-from ams_ray.datasets import SyntheticSpec
-from ams_ray.faults import Fault, fault_outcomes
-from ams_ray.fleet_plan import FleetConfig
-from ams_ray.fleet_report import http_figures, machine_memory, summarize
-from ams_ray.placement import PlacementError
-from ams_ray.students import build_student
+from ams_ray.data.datasets import SyntheticSpec
+from ams_ray.fleet.faults import Fault, fault_outcomes
+from ams_ray.fleet.placement import PlacementError
+from ams_ray.fleet.plan import FleetConfig
+from ams_ray.fleet.report import http_figures, machine_memory, summarize
+from ams_ray.models.students import build_student
+from serve.fleet import run_fleet
 
 
 def test_streams_adapt_end_to_end_in_one_host_on_the_gpu(ray_local, cache_dir, tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 
-from ams_ray.datasets import SyntheticSpec, VideoFile
-from ams_ray.fleet_plan import FleetConfig, default_deadline_s, plan_fleet, send_phases
+from ams_ray.data.datasets import SyntheticSpec, VideoFile
+from ams_ray.fleet.plan import FleetConfig, default_deadline_s, plan_fleet, send_phases
 
 
 def test_the_embedded_default_plans_one_synthetic_seed_per_stream_by_value():

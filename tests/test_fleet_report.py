@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ams_ray.fleet_report import machine_memory, mean_teacher_batch, stream_rows, summarize, write_report
+from ams_ray.fleet.report import machine_memory, mean_teacher_batch, stream_rows, summarize, write_report
 
 
 def _edge(sid, miou, base, staleness):

@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from ams_ray.label_extraction import extract_labels, labelling_size
-from ams_ray.label_store import LabelStore
-from ams_ray.synthetic import SyntheticVideo
-from ams_ray.teachers import build_teacher
-from ams_ray.video import VideoReader, write_video
+from ams_ray.data.label_store import LabelStore
+from ams_ray.data.synthetic import SyntheticVideo
+from ams_ray.data.video import VideoReader, write_video
+from ams_ray.teach.label_extraction import extract_labels, labelling_size
+from ams_ray.teach.teachers import build_teacher
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import pytest
 
-from ams_ray.messages import SampleChunk
+from ams_ray.wire.messages import SampleChunk
 
 
 def test_chunk_envelope_round_trips_and_counts_its_bytes():

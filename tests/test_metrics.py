@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ams_ray.metrics import BandwidthMeter, MiouTrace, confusion_matrix, frame_miou
+from ams_ray.accuracy import BandwidthMeter, MiouTrace, confusion_matrix, frame_miou
 
 
 def test_miou_counts_only_classes_present():

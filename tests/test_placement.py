@@ -1,6 +1,6 @@
 import pytest
 
-from ams_ray.placement import Demand, PlacementError, check_fits, trainer_resources
+from ams_ray.fleet.placement import Demand, PlacementError, check_fits, trainer_resources
 
 ONE_GPU_NODE = [{"CPU": 2.0, "GPU": 1.0, "memory": 1e10}]
 

@@ -2,11 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from ams_ray.label_store import LabelStore
-from ams_ray.pretraining import LabelledFrames, PretrainSettings, augment, evaluate, pretrain, read_labelled_video
-from ams_ray.students import build_student
-from ams_ray.synthetic import CLASS_NAMES, SyntheticVideo
-from ams_ray.video import write_video
+from ams_ray.data.label_store import LabelStore
+from ams_ray.data.synthetic import CLASS_NAMES, SyntheticVideo
+from ams_ray.data.video import write_video
+from ams_ray.evaluation.pretraining import (
+    LabelledFrames,
+    PretrainSettings,
+    augment,
+    evaluate,
+    pretrain,
+    read_labelled_video,
+)
+from ams_ray.models.students import build_student
 
 ROAD = CLASS_NAMES.index("road")
 
@@ -66,7 +73,7 @@ def test_pretraining_beats_the_untrained_student_on_held_out_frames(tmp_path):
 
 def test_synthetic_frames_are_the_same_from_worker_processes():
     """Each scene depends on its seed alone, so rendering in parallel changes nothing."""
-    from ams_ray.pretraining import synthetic_frames
+    from ams_ray.evaluation.pretraining import synthetic_frames
 
     alone = synthetic_frames(600_000, 3, 2, "scenes")
     parallel = synthetic_frames(600_000, 3, 2, "scenes", workers=2)

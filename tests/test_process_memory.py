@@ -1,6 +1,6 @@
 import numpy as np
 
-from ams_ray.process_memory import own_memory_mb, return_free_heap
+from ams_ray.fleet.process_memory import own_memory_mb, return_free_heap
 
 
 def test_reads_this_process_and_sees_a_large_allocation():

@@ -49,8 +49,8 @@ def scraped_run(tmp_path_factory, cache_dir):
     import ray
 
     from actors.cluster import connect
-    from actors.fleet import run_fleet
-    from ams_ray.fleet_plan import FleetConfig
+    from ams_ray.fleet.plan import FleetConfig
+    from serve.fleet import run_fleet
 
     shutdown_ray()
     os.environ["RAY_metrics_report_interval_ms"] = "1000"  # workers push metrics every second, not every 10

@@ -1,7 +1,7 @@
 import pytest
 
-from ams_ray import rate_limit
-from ams_ray.rate_limit import RateLimiter
+from ams_ray.service import rate_limit
+from ams_ray.service.rate_limit import RateLimiter
 
 
 class Clock:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from ams_ray.config import SamplingConfig
-from ams_ray.sampling import AdaptiveSamplingRate, AdaptiveTrainingPeriod, phi_score
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.learn.sampling import AdaptiveSamplingRate, AdaptiveTrainingPeriod, phi_score
 
 
 def _scene_labels(static: bool, seconds: int = 20) -> list[np.ndarray]:

@@ -1,6 +1,6 @@
 import pytest
 
-from ams_ray.scheduling import ConcurrentPolicy, RoundRobinPolicy, make_policy
+from ams_ray.service.scheduling import ConcurrentPolicy, RoundRobinPolicy, make_policy
 
 
 def test_round_robin_lets_one_trainer_per_device_train_in_arrival_order():

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 from ams_ray.config import AmsConfig
-from ams_ray.scoring_labels import label_scored_frames
-from ams_ray.simulate import STRATEGIES, simulate_stream
-from ams_ray.teachers import build_teacher, checked_labels
-from ams_ray.video import VideoReader
+from ams_ray.data.video import VideoReader
+from ams_ray.evaluation.scoring_labels import label_scored_frames
+from ams_ray.evaluation.simulate import simulate_stream
+from ams_ray.learn.strategies import STRATEGIES
+from ams_ray.teach.teachers import build_teacher, checked_labels
 
 PLUGIN = "tests.teacher_plugins:colour"
 

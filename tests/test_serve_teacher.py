@@ -7,9 +7,9 @@ import pytest
 import ray
 from ray import serve
 
-from actors.fault_injection import inject, teacher_replicas
 from actors.teacher_client import label_with_retry
-from ams_ray.faults import Fault
+from ams_ray.fleet.faults import Fault
+from serve.fault_injection import inject, teacher_replicas
 from serve.teacher import APP_NAME, teacher_app
 
 
@@ -26,7 +26,7 @@ def teacher(ray_local):
 
 
 def test_teacher_batches_frames_from_concurrent_callers(teacher, short_video):
-    from ams_ray.synthetic import SyntheticVideo
+    from ams_ray.data.synthetic import SyntheticVideo
 
     handle = teacher("oracle", max_batch_size=8, batch_wait_s=0.1)
     truth = SyntheticVideo(7, duration_s=40.0, fps=15.0, height=64, width=128)
@@ -46,9 +46,9 @@ def test_the_network_teacher_labels_the_pixels_it_is_sent(teacher, short_video, 
     replica starts: the weights travel as bytes, as they must to a node without the file."""
     import torch
 
-    from ams_ray.synthetic import SyntheticVideo
-    from ams_ray.teacher_network import TeacherNet
-    from ams_ray.teacher_spec import TeacherSpec
+    from ams_ray.data.synthetic import SyntheticVideo
+    from ams_ray.models.teacher_network import TeacherNet
+    from ams_ray.teach.teacher_spec import TeacherSpec
 
     torch.manual_seed(0)
     weights = tmp_path / "teacher.pt"
@@ -65,7 +65,7 @@ def test_the_network_teacher_labels_the_pixels_it_is_sent(teacher, short_video, 
 
 
 def test_an_autoscaled_teacher_serves_within_its_bounds(teacher, short_video):
-    from actors.fault_injection import teacher_replicas
+    from serve.fault_injection import teacher_replicas
 
     handle = teacher("oracle", max_batch_size=4, batch_wait_s=0.05, replicas=1, max_replicas=2)
     frame = np.zeros((64, 128, 3), np.uint8)

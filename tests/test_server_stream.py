@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 
 from ams_ray.config import AmsConfig
-from ams_ray.distill import OnlineDistiller, Strategy
-from ams_ray.messages import SampleChunk
-from ams_ray.server_stream import LabellingFailed, StreamSession
-from ams_ray.stream_state import StreamState
-from ams_ray.students import build_student
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
-from ams_ray.video import encode_chunk
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.data.video import encode_chunk
+from ams_ray.learn.distill import OnlineDistiller, Strategy
+from ams_ray.learn.session import LabellingFailed, StreamSession
+from ams_ray.models.students import build_student
+from ams_ray.wire.messages import SampleChunk
+from ams_ray.wire.stream_state import StreamState
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_identical_labels_mean_a_static_scene(video):
 
 def _trained_pair(restart_from_pretrained: bool):
     """A session labelling with the exact synthetic labels, and a device (ONNX) fed its packets."""
-    from ams_ray.edge_runtime import EdgeModel
+    from ams_ray.device.runtime import DeviceModel
 
     config = AmsConfig.for_profile("cpu").with_overrides(
         training={"iterations": 2, "batch_size": 2, "restart_from_pretrained": restart_from_pretrained})
@@ -64,7 +64,7 @@ def _trained_pair(restart_from_pretrained: bool):
                              config, asr=True, atr=False)
 
     session = make()
-    device = EdgeModel(session.distiller.edge_bundle(64, 128))
+    device = DeviceModel(session.distiller.edge_bundle(64, 128))
     return make, session, device
 
 

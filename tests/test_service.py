@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import requests
 
-from ams_ray.datasets import materialize_synthetic
-from ams_ray.messages import SampleChunk
-from ams_ray.video import VideoReader, encode_chunk
+from ams_ray.data.datasets import materialize_synthetic
+from ams_ray.data.video import VideoReader, encode_chunk
+from ams_ray.wire.messages import SampleChunk
 
 READY_TIMEOUT_S = 600
 NO_RAY_NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['ray'] = None; "
-                   "from ams_ray.device import main; sys.exit(main(sys.argv[1:]))")
+                   "from ams_ray.device.http_device import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _free_port() -> int:
@@ -236,7 +236,7 @@ def test_the_serve_config_file_is_a_valid_serve_deployment():
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
-    from ams_ray.service_settings import ServiceSettings
+    from ams_ray.service.settings import ServiceSettings
 
     config = yaml.safe_load((Path(__file__).parents[1] / "serve" / "service.yaml").read_text())
     (app,) = ServeDeploySchema.model_validate(config).applications

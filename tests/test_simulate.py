@@ -1,7 +1,8 @@
 import pytest
 
 from ams_ray.config import AmsConfig
-from ams_ray.simulate import STRATEGIES, simulate_stream
+from ams_ray.evaluation.simulate import simulate_stream
+from ams_ray.learn.strategies import STRATEGIES
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,9 @@ def test_an_update_that_lands_after_the_video_is_sent_but_not_applied(short_vide
 
 
 def test_student_teacher_class_mismatch_fails_before_running(short_video, config, tmp_path):
-    from ams_ray.label_store import LabelStore
     import numpy as np
+
+    from ams_ray.data.label_store import LabelStore
 
     writer = LabelStore.create(tmp_path / "labels21", num_classes=21)
     writer.write(np.zeros((64, 128), np.uint8))

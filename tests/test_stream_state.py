@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ams_ray.stream_state import StreamState, StreamStateError
+from ams_ray.wire.stream_state import StreamState, StreamStateError
 
 
 def _state(frames: int = 3) -> StreamState:

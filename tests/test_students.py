@@ -2,8 +2,8 @@ import pytest
 import torch
 from torchvision.models import segmentation
 
-from ams_ray.student_spec import StudentSpec
-from ams_ray.students import EMBEDDED_TINY_WEIGHTS, build_student, trainable_names
+from ams_ray.models.student_spec import StudentSpec
+from ams_ray.models.students import EMBEDDED_TINY_WEIGHTS, build_student, trainable_names
 
 
 def test_tiny_student_is_small_and_pretrained():

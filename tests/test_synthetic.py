@@ -1,6 +1,6 @@
 import numpy as np
 
-from ams_ray.synthetic import CLASS_NAMES, NUM_CLASSES, SyntheticVideo
+from ams_ray.data.synthetic import CLASS_NAMES, NUM_CLASSES, SyntheticVideo
 
 
 def test_same_seed_same_video_other_seed_other_video():

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
-from ams_ray.teacher_network import EMBEDDED_TEACHER_WEIGHTS, NetworkTeacher, TeacherNet
-from ams_ray.teachers import build_teacher, checked_labels
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.models.teacher_network import EMBEDDED_TEACHER_WEIGHTS, NetworkTeacher, TeacherNet
+from ams_ray.teach.teachers import build_teacher, checked_labels
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,9 @@ def test_a_missing_weights_file_is_named(tmp_path):
 
 def test_the_embedded_teacher_labels_unseen_scenes_better_than_the_student():
     """Seeds 500000+ are neither the teacher's (300000+, 400000+) nor the student's."""
-    from ams_ray.metrics import batch_miou
-    from ams_ray.pretraining import synthetic_frames
-    from ams_ray.students import build_student
+    from ams_ray.accuracy import batch_miou
+    from ams_ray.evaluation.pretraining import synthetic_frames
+    from ams_ray.models.students import build_student
 
     assert EMBEDDED_TEACHER_WEIGHTS.stat().st_size < 25e6
     teacher = build_teacher("network")

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from ams_ray.label_store import LabelStore
-from ams_ray.teacher_network import TeacherNet
-from ams_ray.teacher_spec import TeacherSpec, read_spec
-from ams_ray.teachers import build_teacher, checked_labels
+from ams_ray.data.label_store import LabelStore
+from ams_ray.models.teacher_network import TeacherNet
+from ams_ray.teach.teacher_spec import TeacherSpec, read_spec
+from ams_ray.teach.teachers import build_teacher, checked_labels
 
 
 def test_weights_are_read_where_the_spec_is_given(tmp_path):

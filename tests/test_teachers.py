@@ -3,13 +3,13 @@ import pytest
 import torch
 from torchvision.models import segmentation
 
-from ams_ray.label_store import LabelStore
-from ams_ray.teachers import TeacherPluginError, build_teacher, checked_labels
-from ams_ray.video import VideoReader
+from ams_ray.data.label_store import LabelStore
+from ams_ray.data.video import VideoReader
+from ams_ray.teach.teachers import TeacherPluginError, build_teacher, checked_labels
 
 
 def test_oracle_returns_the_exact_synthetic_labels(short_video):
-    from ams_ray.synthetic import SyntheticVideo
+    from ams_ray.data.synthetic import SyntheticVideo
 
     teacher = build_teacher("oracle", short_video.label_key)
     frames = VideoReader(short_video.path, 64, 128).read_all(max_frames=3)

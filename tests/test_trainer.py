@@ -10,15 +10,15 @@ from ray import serve
 
 from actors.coordinator import Coordinator
 from actors.trainer import TrainerHost
-from ams_ray.codec import ParamLayout, decode_packet
 from ams_ray.config import AmsConfig
-from ams_ray.datasets import SyntheticSpec
-from ams_ray.fleet_plan import TrainerSettings
-from ams_ray.messages import SampleChunk
-from ams_ray.student_spec import StudentSpec
-from ams_ray.students import build_student
-from ams_ray.synthetic import NUM_CLASSES, SyntheticVideo
-from ams_ray.video import encode_chunk
+from ams_ray.data.datasets import SyntheticSpec
+from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.data.video import encode_chunk
+from ams_ray.models.student_spec import StudentSpec
+from ams_ray.models.students import build_student
+from ams_ray.service.trainer_settings import TrainerSettings
+from ams_ray.wire.codec import ParamLayout, decode_packet
+from ams_ray.wire.messages import SampleChunk
 from serve.teacher import APP_NAME, teacher_app
 
 FPS = 15

@@ -1,6 +1,6 @@
 import pytest
 
-from ams_ray.turns import TurnBook
+from ams_ray.service.turns import TurnBook
 
 
 def _book(lease_s: float = 60.0) -> TurnBook:

@@ -3,9 +3,9 @@ import os
 import numpy as np
 import pytest
 
-from ams_ray.messages import SampleChunk
-from ams_ray.untrusted_chunks import ChunkLimits, ChunkRejected, IsolatedDecoder, count_frames, parse_envelope
-from ams_ray.video import encode_chunk
+from ams_ray.data.video import encode_chunk
+from ams_ray.service.untrusted_chunks import ChunkLimits, ChunkRejected, IsolatedDecoder, count_frames, parse_envelope
+from ams_ray.wire.messages import SampleChunk
 
 H, W = 32, 64
 LIMITS = ChunkLimits(H, W, max_frames=8, max_bytes=64 * 1024)

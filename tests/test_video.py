@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ams_ray.synthetic import SyntheticVideo
-from ams_ray.video import VideoError, VideoReader, decode_chunk, encode_chunk, write_video
+from ams_ray.data.synthetic import SyntheticVideo
+from ams_ray.data.video import VideoError, VideoReader, decode_chunk, encode_chunk, write_video
 
 
 @pytest.fixture(scope="module")

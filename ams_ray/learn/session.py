@@ -1,0 +1,184 @@
+"""The server's side of one stream: label uploaded chunks, keep the window, decide, train.
+
+`StreamSession` glues the library's pieces in the order the data flows; a Ray
+`TrainerHost` actor holds one per stream and only moves messages in and out of them. `snapshot` and
+`restore` turn it into a `StreamState` and back, so a stream outlives the process hosting it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ams_ray.config import AmsConfig
+from ams_ray.data.video import decode_chunk
+from ams_ray.learn.distill import OnlineDistiller, RoundResult
+from ams_ray.learn.sampling import AdaptiveSamplingRate, AdaptiveTrainingPeriod, phi_score
+from ams_ray.learn.window import FrameWindow
+from ams_ray.wire.messages import SampleChunk
+from ams_ray.wire.stream_state import StreamState, StreamStateError
+
+log = logging.getLogger(__name__)
+Labeller = Callable[[np.ndarray, list[int]], np.ndarray]
+COUNTERS = ("chunks", "frames_labelled", "rounds", "duplicate_chunks", "missing_chunks", "unlabelled_chunks",
+            "resyncs")
+
+
+class LabellingFailed(RuntimeError):
+    """The teacher could not label a chunk; the chunk is skipped and the stream goes on."""
+
+
+@dataclass
+class SessionStats:
+    chunks: int = 0
+    frames_labelled: int = 0
+    rounds: int = 0
+    skipped_rounds: list[str] = field(default_factory=list)
+    duplicate_chunks: int = 0
+    missing_chunks: int = 0
+    unlabelled_chunks: int = 0  # chunks the teacher failed to label (skipped, counted)
+    resyncs: int = 0  # times the device held a model the server did not (see OnlineDistiller.reconcile)
+    rate_history: list[tuple[float, float]] = field(default_factory=list)
+    period_history: list[tuple[float, float]] = field(default_factory=list)
+
+
+class StreamSession:
+    def __init__(
+        self,
+        distiller: OnlineDistiller,
+        labeller: Labeller | None,
+        num_classes: int,
+        config: AmsConfig,
+        asr: bool,
+        atr: bool,
+    ) -> None:
+        self.distiller, self.labeller, self.num_classes = distiller, labeller, num_classes
+        self.window = FrameWindow(config.training.horizon_s)
+        self.asr = AdaptiveSamplingRate(config.sampling, enabled=asr)
+        self.atr = AdaptiveTrainingPeriod(config.training.period_s, config.sampling, enabled=atr)
+        self.stats = SessionStats()
+        self._last_label: np.ndarray | None = None
+        self._last_sequence = 0
+
+    @property
+    def sampling_rate_fps(self) -> float:
+        return self.asr.rate_fps
+
+    @property
+    def last_chunk(self) -> int:
+        """Sequence number of the newest chunk accepted (0: none yet)."""
+        return self._last_sequence
+
+    def receive(self, chunk: SampleChunk) -> float:
+        """Label and store a chunk; returns the sampling rate the device should use next.
+        A session made without a labeller is fed through `accept` and `record` instead."""
+        if self.labeller is None:
+            raise RuntimeError("this session has no labeller: label accepted frames yourself and call record()")
+        frames = self.accept(chunk)
+        if frames is None:
+            return self.asr.rate_fps
+        try:
+            labels = self.labeller(frames, list(chunk.frame_indices))
+        except LabellingFailed as exc:
+            return self.unlabelled(chunk, exc)
+        return self.record(chunk, frames, labels)
+
+    def accept(self, chunk: SampleChunk) -> np.ndarray | None:
+        """First half of `receive`, for callers that label asynchronously: the chunk's decoded
+        frames, or None for a duplicate (dropped and counted)."""
+        if chunk.sequence <= self._last_sequence:
+            self.stats.duplicate_chunks += 1
+            log.info("stream %s: dropped duplicate chunk %d", chunk.stream_id, chunk.sequence)
+            return None
+        self.stats.missing_chunks += chunk.sequence - self._last_sequence - 1
+        self._last_sequence = chunk.sequence
+        if len(self.window) and chunk.times_s and chunk.times_s[0] < self.window.newest_s:
+            self._clock_restarted(chunk.times_s[0])
+        if self.distiller.reconcile(chunk.model_version, chunk.last_packet):
+            self.stats.resyncs += 1
+        return decode_chunk(chunk.h264, expected_frames=len(chunk.frame_indices))
+
+    def _clock_restarted(self, now_s: float) -> None:
+        """The device's video clock went back (it restarted, e.g. a camera rebooting): frames
+        stamped on the old clock cannot share a window with new ones, and a round due on the
+        old clock would not come for as long; so the window starts empty and the next round
+        falls due a training period after the new clock's first chunk."""
+        log.warning("stream %s: the device's clock went back from %.1f s to %.1f s; the window restarts",
+                    self.distiller.stream_id, self.window.newest_s, now_s)
+        self.window = FrameWindow(self.window.horizon_s)
+        self._last_label = None
+        self.atr.next_due_s = now_s + self.atr.period_s
+
+    def unlabelled(self, chunk: SampleChunk, error: Exception) -> float:
+        """The teacher gave up on an accepted chunk: skip it, count it, keep the rate."""
+        self.stats.unlabelled_chunks += 1
+        log.warning("stream %s: chunk %d skipped, no labels (%s)", chunk.stream_id, chunk.sequence, error)
+        return self.asr.rate_fps
+
+    def record(self, chunk: SampleChunk, frames: np.ndarray, labels: np.ndarray) -> float:
+        """Second half of `receive`: window, phi score, ASR and ATR; returns the new rate."""
+        self.window.add(np.asarray(chunk.times_s), frames, labels)
+        history = ([self._last_label] if self._last_label is not None else []) + list(labels)
+        self._last_label = labels[-1]
+        phi = phi_score(history, self.num_classes)
+        now = chunk.times_s[-1]
+        rate = self.asr.update(phi)
+        self.atr.observe(phi, now)
+        self.stats.chunks += 1
+        self.stats.frames_labelled += len(frames)
+        self.stats.rate_history.append((now, rate))
+        return rate
+
+    def due(self, now_s: float) -> bool:
+        return self.atr.due(now_s)
+
+    def train(self, now_s: float) -> RoundResult:
+        window, rate = self.round_inputs(now_s)
+        return self.trained(now_s, self.distiller.train_round(window, sampling_rate_fps=rate))
+
+    def round_inputs(self, now_s: float) -> tuple[FrameWindow, float]:
+        """What a round due at `now_s` trains on, and the sampling rate its packet carries."""
+        self.window.evict(now_s)
+        return self.window, self.asr.rate_fps
+
+    def trained(self, now_s: float, result: RoundResult) -> RoundResult:
+        """Book a round trained here or elsewhere (a fused step, `ams_ray.learn.fused_training`)."""
+        self.atr.trained(now_s)
+        self.stats.rounds += 1
+        self.stats.period_history.append((now_s, self.atr.period_s))
+        if result.skipped:
+            self.stats.skipped_rounds.append(result.skipped)
+        return result
+
+    def snapshot(self, window_s: float | None = None) -> StreamState:
+        """The stream as data. `window_s` keeps only the newest seconds of the labelled window
+        (None: all of it); a resumed stream trains on what was kept until new chunks refill it."""
+        newest = self.window.newest_s
+        times, frames, labels = self.window.arrays(newest - window_s if window_s is not None else float("-inf"))
+        d = self.distiller
+        return StreamState(
+            stream_id=d.stream_id, fingerprint=d.layout.fingerprint, version=d.version, packet_sequence=d.sequence,
+            chunk_sequence=self._last_sequence, mirror=d.mirror_arrays(), sampling_rate_fps=self.asr.rate_fps,
+            training_period_factor=self.atr.factor, next_training_due_s=self.atr.next_due_s,
+            rng_state=d.rng.bit_generator.state, window_times_s=times, window_frames=frames, window_labels=labels,
+            last_label=self._last_label, counters={name: getattr(self.stats, name) for name in COUNTERS},
+        )
+
+    def restore(self, state: StreamState) -> None:
+        if state.fingerprint != self.distiller.layout.fingerprint:
+            raise StreamStateError(
+                f"checkpoint of {state.stream_id} is for model {state.fingerprint}, this trainer builds "
+                f"{self.distiller.layout.fingerprint}: it was written by another student or class set"
+            )
+        self.distiller.restore(state.mirror, state.version, state.packet_sequence, state.rng_state)
+        self._last_sequence = state.chunk_sequence
+        self.asr.rate_fps = state.sampling_rate_fps
+        self.atr.factor, self.atr.next_due_s = state.training_period_factor, state.next_training_due_s
+        if len(state.window_times_s):
+            self.window.add(state.window_times_s, state.window_frames, state.window_labels)
+        self._last_label = state.last_label
+        for name in COUNTERS:
+            setattr(self.stats, name, state.counters.get(name, 0))

@@ -1,0 +1,20 @@
+"""What every trainer host of a run or a service is told besides its streams.
+
+The benchmark's planner and the service's ingress both make one; the host only reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """What a trainer process needs besides its stream, the same for every stream of a run."""
+
+    checkpoint_url: str
+    checkpoint_window_s: float | None
+    call_timeout_s: float  # a teacher request, a training turn, the coordinator's answer
+    fused: bool = False
+    fusion_window_s: float = 0.25
+    idle_retire_s: float | None = None  # a stream no device touched this long is closed (checkpoint kept)
