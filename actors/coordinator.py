@@ -1,4 +1,4 @@
-"""The coordinator: grants training turns on shared devices, as leases (`ams_ray.service.turns`).
+"""The coordinator: grants training turns on shared accelerators, as leases (`ams_ray.service.turns`).
 
 A holder (a trainer host, by its host id) registers with its incarnation (one id per
 process) and asks for a turn before each training step; the answer is an awaited future. Waiters wake every second to take back lapsed leases, so a
@@ -25,11 +25,11 @@ class Coordinator:
         self.book = TurnBook(scheduler, lease_s)
         self._waiting: dict[str, asyncio.Future] = {}
 
-    def register(self, holder: str, device: str, slots: int, incarnation: str) -> None:
-        """`slots`: steps the device can run at once (1 per GPU; a CPU node's core count)."""
+    def register(self, holder: str, accelerator: str, slots: int, incarnation: str) -> None:
+        """`slots`: steps the accelerator can run at once (1 per GPU; a CPU node's core count)."""
         if not self.book.current(holder, incarnation):
             self._wake(holder, False)  # a replaced process's pending request ends now
-        self._grant(self.book.register(holder, device, slots, incarnation, time.monotonic()))
+        self._grant(self.book.register(holder, accelerator, slots, incarnation, time.monotonic()))
 
     async def acquire(self, holder: str, incarnation: str) -> bool:
         """True once the holder has a turn; False if this process has been replaced."""
@@ -62,6 +62,6 @@ class Coordinator:
         return True
 
     def summary(self) -> dict:
-        return {"scheduler": self.book.policy.name, "devices": dict(self.book.devices),
+        return {"scheduler": self.book.policy.name, "accelerators": dict(self.book.accelerators),
                 "waiting": sorted(s for s, f in self._waiting.items() if not f.done()),
                 "reclaimed_turns": self.book.reclaimed}

@@ -144,7 +144,7 @@ class HostedStream:
         self.train_seconds += seconds
         self.train_cpu_seconds += cpu_seconds
         self.metrics.training.observe(seconds)
-        self.metrics.device_wait.observe(waited_s)
+        self.metrics.turn_wait.observe(waited_s)
         if result.skipped:
             self.metrics.errors.count("skipped_round")
         return result

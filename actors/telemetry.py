@@ -114,7 +114,7 @@ class TrainerMetrics:
 
     def __init__(self, stream_id: str) -> None:
         self.training = make("ams_stream_training_duration_seconds", stream=stream_id)
-        self.device_wait = make("ams_stream_device_wait_seconds", stream=stream_id)
+        self.turn_wait = make("ams_stream_turn_wait_seconds", stream=stream_id)
         self.errors = ErrorCounter("trainer")
 
 

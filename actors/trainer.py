@@ -85,15 +85,15 @@ class TrainerHost(DeviceStreams):
         self.fused_steps: list[int] = []  # rounds per training step
         self.errors = ErrorCounter("trainer")
         self.incarnation = uuid.uuid4().hex
-        ray.get(coordinator.register.remote(host_id, self._device_name(), self._slots(), self.incarnation),
+        ray.get(coordinator.register.remote(host_id, self._accelerator_name(), self._slots(), self.incarnation),
                 timeout=settings.call_timeout_s)
 
     # ------------------------------------------------------------------ set-up
     def ready(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def _device_name(self) -> str:
-        """The device this host shares with others: a GPU, or its node's CPUs."""
+    def _accelerator_name(self) -> str:
+        """The accelerator this host shares with others: a GPU, or its node's CPUs."""
         node = ray.get_runtime_context().get_node_id()
         gpus = ray.get_gpu_ids()
         return f"{node[:12]}:gpu{','.join(map(str, gpus))}" if gpus else f"{node[:12]}:cpu"

@@ -63,7 +63,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     # --- per stream, from the trainer (what the server spends) ---
     MetricSpec("ams_stream_training_duration_seconds", "histogram", "wall time of one training round "
                "(iterations + coordinate selection + packet encoding)", STREAM, SECONDS_SLOW),
-    MetricSpec("ams_stream_device_wait_seconds", "histogram", "wall time a due round waited for the scheduler "
+    MetricSpec("ams_stream_turn_wait_seconds", "histogram", "wall time a due round waited for the scheduler "
                "to grant its device", STREAM, SECONDS_SLOW),
     # --- the shared teacher ---
     MetricSpec("ams_teacher_batch_size", "histogram", "frames per batched teacher call", ("deployment",),

@@ -69,7 +69,7 @@ def fleet_panels(y: int) -> list[dict]:
                8, y + 6, 8, unit="bps"),
         _panel("Update staleness and device wait (p95)",
                [(_p95("ams_stream_update_staleness_seconds"), "staleness"),
-                (_p95("ams_stream_device_wait_seconds"), "device wait"),
+                (_p95("ams_stream_turn_wait_seconds"), "turn wait"),
                 (_p95("ams_stream_training_duration_seconds"), "training round")], 16, y + 6, 8, unit="s"),
         _panel("Teacher throughput and batch",
                [(f"sum by (deployment) (rate(ray_ams_teacher_frames_total[{RATE}]))", "{{deployment}} frames/s"),
@@ -115,7 +115,7 @@ def stream_panels(y: int) -> list[dict]:
         _panel("Staleness, training, device wait (p95)",
                [(_p95("ams_stream_update_staleness_seconds", "stream", ONE_STREAM), "{{stream}} staleness"),
                 (_p95("ams_stream_training_duration_seconds", "stream", ONE_STREAM), "{{stream}} training"),
-                (_p95("ams_stream_device_wait_seconds", "stream", ONE_STREAM), "{{stream}} device wait")],
+                (_p95("ams_stream_turn_wait_seconds", "stream", ONE_STREAM), "{{stream}} turn wait")],
                16, y + 8, 8, unit="s"),
     ]
 

@@ -102,6 +102,7 @@ def teacher_app(
     num_gpus: float = 0.0,
     custom_resources: dict[str, float] | None = None,
     max_replicas: int | None = None,
+    autoscaling: dict[str, float] | None = None,
 ):
     """The bound application. `max_ongoing_requests` is well above the batch, for two reasons:
     Serve would otherwise hand each replica too few requests to ever fill a batch; and every
@@ -110,10 +111,11 @@ def teacher_app(
     sending frames to score (a 32-stream run on an overloaded machine, with the old limit of 16,
     had 35 training frames labelled against 1053 scoring frames). Admitted, requests wait in
     the batch queue in arrival order, so each caller gets its share. With `max_replicas`, Serve autoscales from
-    `replicas` up to it, aiming at one full batch ongoing per replica."""
+    `replicas` up to it, aiming at one full batch ongoing per replica; `autoscaling` sets any other field of
+    Serve's `autoscaling_config` (e.g. `upscale_delay_s`, 30 s by default)."""
     device = "cuda" if num_gpus > 0 else "cpu"
     scaling = ({"autoscaling_config": {"min_replicas": replicas, "max_replicas": max_replicas,
-                                       "target_ongoing_requests": max_batch_size}}
+                                       "target_ongoing_requests": max_batch_size, **(autoscaling or {})}}
                if max_replicas else {"num_replicas": replicas})
     return TeacherDeployment.options(
         **scaling,

@@ -1,5 +1,9 @@
 from pathlib import Path
 
+import numpy as np
+
+from ams_ray.data.synthetic import SyntheticVideo
+from ams_ray.teach.teachers import build_teacher, checked_labels
 from benchmarks.multi_client import parse_args
 
 
@@ -14,5 +18,10 @@ def test_videos_may_be_a_glob_with_one_truth_directory_each(tmp_path):
 
 
 def test_the_default_teacher_labels_pixels():
+    """The same frame index with other pixels gets other labels: the default teacher runs a model
+    on what devices upload, unlike the oracle, which would make the benchmark's teacher free."""
     args = parse_args([])
-    assert args.teacher == "network" and args.teacher_max_replicas is None
+    teacher = build_teacher(args.teacher)
+    frame = SyntheticVideo(3, duration_s=10.0, fps=10.0, height=128, width=256).frame(0)
+    first, inverted = (checked_labels(teacher, f[None], [0])[0] for f in (frame, 255 - frame))
+    assert not np.array_equal(first, inverted)

@@ -8,7 +8,7 @@ def test_round_robin_lets_one_trainer_per_device_train_in_arrival_order():
     assert policy.request("a", "gpu0")
     assert not policy.request("b", "gpu0")
     assert not policy.request("c", "gpu0")
-    assert policy.request("d", "gpu1"), "another device is independent"
+    assert policy.request("d", "gpu1"), "another accelerator is independent"
     assert policy.release("a", "gpu0") == ["b"]
     assert policy.release("b", "gpu0") == ["c"]
     assert policy.release("c", "gpu0") == []
@@ -27,7 +27,7 @@ def test_a_device_with_two_slots_trains_two_rounds_at_once_in_arrival_order():
     policy.set_slots("node:cpu", 2)
     assert policy.request("a", "node:cpu") and policy.request("b", "node:cpu")
     assert not policy.request("c", "node:cpu") and not policy.request("d", "node:cpu")
-    assert policy.request("e", "gpu0"), "other devices keep one slot"
+    assert policy.request("e", "gpu0"), "other accelerators keep one slot"
     assert not policy.request("f", "gpu0")
     assert policy.release("b", "node:cpu") == ["c"]
     assert policy.release("a", "node:cpu") == ["d"]

@@ -64,15 +64,20 @@ def test_the_network_teacher_labels_the_pixels_it_is_sent(teacher, short_video, 
     assert not np.array_equal(first, second)
 
 
-def test_an_autoscaled_teacher_serves_within_its_bounds(teacher, short_video):
-    from serve.fault_injection import teacher_replicas
-
-    handle = teacher("oracle", max_batch_size=4, batch_wait_s=0.05, replicas=1, max_replicas=2)
+def test_an_autoscaled_teacher_adds_a_replica_under_load_and_stops_at_its_bound(teacher, short_video):
+    """One replica at 2 s a batch of 1 and twelve requests queued (24 s of work): Serve adds the
+    second replica it may have (asked to react within a second or two) and never a third."""
+    handle = teacher("tests.teacher_plugins:slow_colour", max_batch_size=1, batch_wait_s=0.0, replicas=1,
+                     max_replicas=2, autoscaling={"upscale_delay_s": 0.0, "metrics_interval_s": 0.5,
+                                                  "look_back_period_s": 2.0})
+    assert len(teacher_replicas()) == 1
     frame = np.zeros((64, 128, 3), np.uint8)
-    replies = [r.result(timeout_s=60) for r in [handle.label.remote((short_video.label_key, i, frame))
-                                                 for i in range(16)]]
-    assert all(labels.shape == (64, 128) for labels, _, _ in replies)
-    assert 1 <= len(teacher_replicas()) <= 2
+    pending = [handle.label.remote((short_video.label_key, i, frame)) for i in range(12)]
+    most = 1
+    for reply in pending:  # while the queue drains, count the live replicas
+        reply.result(timeout_s=120)
+        most = max(most, len(teacher_replicas()))
+    assert most == 2
     (deployment,) = serve.status().applications[APP_NAME].deployments.values()
     assert deployment.status == "HEALTHY"
 

@@ -1,6 +1,6 @@
 """The long-running service over real HTTP on loopback: `python -m serve.app` in its own
 process (its own Ray cluster), devices added with `python -m serve.devices`, and devices run
-as `python -m ams_ray.device` with Ray and torch made unimportable."""
+as `python -m ams_ray.device` from a clean venv that holds only `pip install .` (no torch, no Ray)."""
 
 import json
 import signal
@@ -19,8 +19,6 @@ from ams_ray.data.video import VideoReader, encode_chunk
 from ams_ray.wire.messages import SampleChunk
 
 READY_TIMEOUT_S = 600
-NO_RAY_NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['ray'] = None; "
-                   "from ams_ray.device.http_device import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _free_port() -> int:
@@ -95,10 +93,12 @@ def video(tmp_path_factory):
                                  cache_dir=tmp_path_factory.mktemp("videos"), progress=False)
 
 
-def _device(service: Service, device_id: str, token: str, video, *options: str) -> subprocess.Popen:
-    command = [sys.executable, "-c", NO_RAY_NO_TORCH, "--server", service.url, "--device", device_id, "--token", token,
+def _device(python: Path, service: Service, device_id: str, token: str, video, *options: str) -> subprocess.Popen:
+    """`python -m ams_ray.device` from the device owner's install (`python`: the device_python fixture)."""
+    command = [str(python), "-m", "ams_ray.device", "--server", service.url, "--device", device_id, "--token", token,
                "--video", str(video.path), "--truth", str(video.path.parent / "labels"), *options]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=python.parents[1])
 
 
 def _report(process: subprocess.Popen, timeout_s: float) -> dict:
@@ -112,11 +112,20 @@ def _chunk(video, device_id: str, sequence: int, size: tuple[int, int] = (128, 2
     return SampleChunk(device_id, sequence, (0, 1, 2), (0.0, 0.1, 0.2), encode_chunk(frames))
 
 
-def test_a_device_runs_end_to_end_and_its_idle_stream_resumes_from_its_checkpoint(service, video):
+def test_the_device_install_has_neither_torch_nor_ray(device_python):
+    """`pip install .` without extras: the device client's own dependencies, nothing of the server."""
+    listed = subprocess.run([str(device_python), "-m", "pip", "list", "--format", "json"], capture_output=True,
+                            text=True, check=True, timeout=120)
+    installed = {package["name"].lower() for package in json.loads(listed.stdout)}
+    assert {"ams-ray", "onnxruntime", "av", "numpy", "requests"} <= installed
+    assert not installed & {"torch", "torchvision", "ray", "matplotlib", "onnx"}, installed
+
+
+def test_a_device_runs_end_to_end_and_its_idle_stream_resumes_from_its_checkpoint(device_python, service, video):
     """The device, without Ray or torch, applies updates; once it is gone the stream is
     retired (6 idle seconds here) and reopens from the checkpoint of the last packet applied."""
     token = service.add_device("cam-a")
-    report = _report(_device(service, "cam-a", token, video, "--speed", "3", "--duration", "45"), 600)
+    report = _report(_device(device_python, service, "cam-a", token, video, "--speed", "3", "--duration", "45"), 600)
     assert report["failure"] is None and not report["torch_loaded"] and not report["ray_loaded"]
     assert report["frames"] == round(45 * VideoReader(video.path).fps)
     assert report["updates_applied"] >= 2 and report["rejected_packets"] == []
@@ -178,8 +187,8 @@ def test_a_flooding_device_is_rate_limited(service):
     assert all(r.status_code in (200, 429) for r in codes)
 
 
-def test_a_device_with_a_wrong_token_stops_with_the_servers_reason(service, video):
-    device = _device(service, "cam-a", "not-a-token", video, "--duration", "5")
+def test_a_device_with_a_wrong_token_stops_with_the_servers_reason(device_python, service, video):
+    device = _device(device_python, service, "cam-a", "not-a-token", video, "--duration", "5")
     out, err = device.communicate(timeout=120)
     assert device.returncode == 2 and "HTTP 401" in err and "Traceback" not in err
 
@@ -190,15 +199,15 @@ def test_the_api_is_described_by_openapi(service):
             "/healthz"} <= set(schema["paths"])
 
 
-def test_a_device_that_reconnects_after_a_restart_resumes_from_its_checkpoint(service, video):
+def test_a_device_that_reconnects_after_a_restart_resumes_from_its_checkpoint(device_python, service, video):
     """The device runs, the service stops and starts again on the same state, the device
     comes back (a new process, fetching the model afresh) and its stream goes on."""
     token = service.add_device("cam-back")
-    _report(_device(service, "cam-back", token, video, "--speed", "3", "--duration", "30"), 600)
+    _report(_device(device_python, service, "cam-back", token, video, "--speed", "3", "--duration", "30"), 600)
     before = service.status("cam-back", token)
     assert before["checkpoint"]["written"] >= 1
     service.restart()
-    report = _report(_device(service, "cam-back", token, video, "--speed", "3", "--duration", "25"), 600)
+    report = _report(_device(device_python, service, "cam-back", token, video, "--speed", "3", "--duration", "25"), 600)
     after = service.status("cam-back", token)
     assert after["resumed_from_packet"] >= before["checkpoint"]["sequence"] >= 1
     assert after["chunk_sequence"] > before["chunk_sequence"]  # numbering went on from the stream's
@@ -207,10 +216,10 @@ def test_a_device_that_reconnects_after_a_restart_resumes_from_its_checkpoint(se
 
 
 @pytest.mark.slow
-def test_a_device_rides_through_a_service_restart(service, video):
+def test_a_device_rides_through_a_service_restart(device_python, service, video):
     """The device keeps playing while the service is down and carries on with the model it holds."""
     token = service.add_device("cam-r")
-    device = _device(service, "cam-r", token, video, "--speed", "1", "--duration", "110")
+    device = _device(device_python, service, "cam-r", token, video, "--speed", "1", "--duration", "110")
     try:
         for _ in range(300):  # until the stream has a checkpoint to resume from
             if service.status("cam-r", token)["checkpoint"]["written"] >= 1:

@@ -1,4 +1,4 @@
-"""Training turns as leases: what keeps one dead trainer from stalling every stream on its device.
+"""Training turns as leases: what keeps one dead trainer from stalling every stream on its accelerator.
 
 A scheduling policy (`scheduling`) decides *who* trains next; `TurnBook` adds *for how long*
 and *by which process*. Every turn is a lease that expires `lease_s` after it was granted,
@@ -25,7 +25,7 @@ class TurnBook:
     scheduler: str = "round_robin"
     lease_s: float = 120.0
     policy: object = field(init=False)
-    devices: dict[str, str] = field(default_factory=dict)
+    accelerators: dict[str, str] = field(default_factory=dict)
     incarnations: dict[str, str] = field(default_factory=dict)
     expiries: dict[str, float] = field(default_factory=dict)  # holder -> when its turn lapses
     reclaimed: int = 0  # turns taken back from holders that died or overran their lease
@@ -35,14 +35,14 @@ class TurnBook:
             raise ValueError(f"a training turn lease must be positive, got {self.lease_s}")
         self.policy = make_policy(self.scheduler)
 
-    def register(self, holder: str, device: str, slots: int, incarnation: str, now: float) -> list[str]:
+    def register(self, holder: str, accelerator: str, slots: int, incarnation: str, now: float) -> list[str]:
         """A trainer process announces itself; a new incarnation replaces (and drops) the old one.
         Returns the holders granted a turn the old incarnation held."""
         granted = []
         if self.incarnations.get(holder) not in (None, incarnation):
             granted = self._drop(holder, now)
-        self.incarnations[holder], self.devices[holder] = incarnation, device
-        self.policy.set_slots(device, slots)
+        self.incarnations[holder], self.accelerators[holder] = incarnation, accelerator
+        self.policy.set_slots(accelerator, slots)
         return granted
 
     def current(self, holder: str, incarnation: str) -> bool:
@@ -52,7 +52,7 @@ class TurnBook:
         """True: the turn is granted now; False: queued; None: that process has been replaced."""
         if not self.current(holder, incarnation):
             return None
-        if self.policy.request(holder, self.devices[holder]):
+        if self.policy.request(holder, self.accelerators[holder]):
             self.expiries[holder] = now + self.lease_s
             return True
         return False
@@ -74,7 +74,7 @@ class TurnBook:
 
     def _drop(self, holder: str, now: float) -> list[str]:
         self.expiries.pop(holder, None)
-        granted = self.policy.drop(holder, self.devices[holder])
+        granted = self.policy.drop(holder, self.accelerators[holder])
         for g in granted:
             self.expiries[g] = now + self.lease_s
         return granted
