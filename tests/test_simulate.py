@@ -68,11 +68,13 @@ def test_the_device_is_scored_against_truth_and_teacher_apart(short_video, confi
     assert exact.teacher_miou == 100.0 and exact.miou == exact.miou_vs_teacher
 
 
-# The headline claim, on the CPU profile and a 60 s synthetic video (seed 3). Measured gains of
-# ams_gg10 over pretrained against the exact labels, seeds 0-5 (`python -m ams_ray compare --video
-# synthetic --seed S --duration 60 --strategies pretrained,ams_gg10 --teacher T`):
-#   network: +4.07 +6.14 +3.30 +9.26 +14.66 +?; oracle: ...
-# The bounds sit below the smallest of those.
+# The headline claim, on the CPU profile and a 60 s synthetic video. Gains of ams_gg10 over
+# pretrained against the exact labels, seeds 0-5 (`python -m ams_ray compare --video synthetic
+# --seed S --duration 60 --strategies pretrained,ams_gg10 --teacher T`):
+#   network  +4.07  +6.14  +3.30  +9.26  +14.66  +18.40
+#   oracle  +14.62  +5.84  +2.43  +11.86 +14.45  +18.51
+# The bound (2 points) is below every one of them; seed 3 clears it by 7 to 10 points.
+CLAIM_MARGIN = 2.0
 CLAIM_SEED = 3
 BANDWIDTH_BUDGET_KBPS = 300.0  # AMS's figure per device and direction
 
@@ -88,11 +90,12 @@ def pretrained_on_claim_video(claim_video):
     return simulate_stream(claim_video, "oracle", "tiny", AmsConfig.for_profile("cpu"), STRATEGIES["pretrained"])
 
 
-@pytest.mark.parametrize("teacher,margin", [("oracle", 5.0), ("network", 2.0)])
+@pytest.mark.parametrize("teacher", ["oracle", "network"])
 def test_ams_beats_the_pretrained_student_within_the_bandwidth_budget(claim_video, pretrained_on_claim_video,
-                                                                       teacher, margin):
+                                                                       teacher):
     """Against the exact labels, whichever teacher the student learns from."""
     adapted = simulate_stream(claim_video, teacher, "tiny", AmsConfig.for_profile("cpu"), STRATEGIES["ams_gg10"])
-    assert adapted.miou - pretrained_on_claim_video.miou > margin, (adapted.miou, pretrained_on_claim_video.miou)
+    gain = adapted.miou - pretrained_on_claim_video.miou
+    assert gain > CLAIM_MARGIN, (adapted.miou, pretrained_on_claim_video.miou)
     assert 0 < adapted.uplink_kbps < BANDWIDTH_BUDGET_KBPS and 0 < adapted.downlink_kbps < BANDWIDTH_BUDGET_KBPS
     assert adapted.updates_applied >= 4 and adapted.rejected_packets == []
