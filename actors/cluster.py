@@ -10,13 +10,11 @@ from ams_ray.fleet.placement import Demand, check_fits
 
 
 def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
-            metrics_export_port: int | None = None, worker_processes: int | None = None) -> None:
+            metrics_export_port: int | None = None) -> None:
     """Join `address` ("auto" or HOST:PORT), or start a single loopback-only node.
 
-    A node started here says two things explicitly that Ray would otherwise warn about on every
-    run: token authentication is off (`RAY_AUTH_MODE=disabled`, unless set: every port listens on
-    127.0.0.1 only), and `worker_processes` (one per actor a run plans) is how many worker
-    processes are expected, so that 32 devices on 2 cores are not reported as a runaway pool."""
+    A node started here turns token authentication off explicitly (`RAY_AUTH_MODE=disabled`,
+    unless set), instead of Ray warning about it on every run: every port listens on 127.0.0.1."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return
@@ -36,8 +34,6 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     kwargs: dict = {"_metrics_export_port": metrics_export_port} if metrics_export_port else {}
-    if worker_processes:
-        kwargs["_system_config"] = {"num_workers_soft_limit": worker_processes}
     # address="local": always a new cluster. Without it ray.init joins whatever cluster
     # /tmp/ray/ray_current_cluster names (the last `ray start --head` here), even a dead one.
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address="127.0.0.1", include_dashboard=False,

@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 REAP_EVERY_S = 1.0
 
 
+def start_coordinator(name: str, scheduler: str, lease_s: float) -> ray.actor.ActorHandle:
+    """A coordinator that trainer hosts find by `name`. A host is given the name, not the handle:
+    an actor handle among a restartable actor's constructor arguments lives in the object store,
+    and a restart fails once it is gone (ray#53727)."""
+    return Coordinator.options(name=name).remote(scheduler, lease_s)
+
+
 @ray.remote(num_cpus=0)
 class Coordinator:
     def __init__(self, scheduler: str, lease_s: float) -> None:

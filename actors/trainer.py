@@ -53,7 +53,7 @@ class DueRound:
 @ray.remote(max_restarts=3, max_task_retries=2)
 class TrainerHost(DeviceStreams):
     def __init__(self, host_id: str, streams: list[tuple[str, str | None]], student: StudentSpec, num_classes: int,
-                 config_json: str, strategy: str, teacher_handle, coordinator, settings: TrainerSettings) -> None:
+                 config_json: str, strategy: str, teacher_handle, coordinator: str, settings: TrainerSettings) -> None:
         import torch
 
         from actors.hosted_stream import HostedStream
@@ -78,14 +78,14 @@ class TrainerHost(DeviceStreams):
         self._fresh_distiller = lambda: OnlineDistiller(build_student(student, num_classes), config.training,
                                                         STRATEGIES[strategy].strategy)
         self.height, self.width = config.video.height, config.video.width
-        self.teacher, self.coordinator = teacher_handle, coordinator
+        self.teacher, self.coordinator = teacher_handle, ray.get_actor(coordinator)  # by name: see start_coordinator
         self.training_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-train")
         self.checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-checkpoint")
         self.due: asyncio.Queue | None = None  # made on the actor's event loop, at the first round
         self.fused_steps: list[int] = []  # rounds per training step
         self.errors = ErrorCounter("trainer")
         self.incarnation = uuid.uuid4().hex
-        ray.get(coordinator.register.remote(host_id, self._accelerator_name(), self._slots(), self.incarnation),
+        ray.get(self.coordinator.register.remote(host_id, self._accelerator_name(), self._slots(), self.incarnation),
                 timeout=settings.call_timeout_s)
 
     # ------------------------------------------------------------------ set-up

@@ -19,7 +19,7 @@ from ray import serve
 from ray.exceptions import RayError
 
 from actors.cluster import alive_node_resources, ensure_fits, ray_options
-from actors.coordinator import Coordinator
+from actors.coordinator import start_coordinator
 from actors.http_device import HttpDeviceActor
 from actors.node_memory import start_probes
 from actors.ray_device import RayDevice
@@ -135,14 +135,15 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     launched.setup_s["teacher"] = time.time() - phase
     say(f"teacher ready in {launched.setup_s['teacher']:.0f} s")
 
-    launched.coordinator = Coordinator.remote(config.scheduler, config.turn_lease_s)
+    coordinator = f"ams-coordinator-{plan.run_id}"
+    launched.coordinator = start_coordinator(coordinator, config.scheduler, config.turn_lease_s)
     config_json = ams.model_dump_json()
     options = {**ray_options(plan.trainer), "max_restarts": config.trainer_restarts}
     keys = {s.stream_id: s.label_key for s in plan.streams}
     for host in plan.hosts:
         launched.hosts[host.host_id] = TrainerHost.options(**options).remote(
             host.host_id, [(sid, keys[sid]) for sid in host.stream_ids], student, num_classes, config_json,
-            config.strategy, handle, launched.coordinator, plan.trainer_settings)
+            config.strategy, handle, coordinator, plan.trainer_settings)
         launched.trainers.update({sid: launched.hosts[host.host_id] for sid in host.stream_ids})
     cache_dir = str(config.cache_dir) if config.cache_dir else None
     if config.transport == "http":

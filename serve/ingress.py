@@ -18,6 +18,7 @@ calls. One replica: a second would start a second set of hosts.
 import asyncio
 import logging
 import time
+import uuid
 import zlib
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -26,7 +27,7 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from ray import serve
 from ray.exceptions import RayError
 
-from actors.coordinator import Coordinator
+from actors.coordinator import start_coordinator
 from actors.telemetry import ErrorCounter
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
@@ -73,6 +74,7 @@ class DeviceIngress:
                                                    settings.max_chunk_frames, settings.max_body_bytes))
         self.errors = ErrorCounter("ingress")
         self.hosts: list = hosts or []
+        self.coordinator = None  # kept: a named actor with no handle left is collected
         self._starting = asyncio.Lock()
 
     # ------------------------------------------------------------------ routes
@@ -198,7 +200,8 @@ class DeviceIngress:
     async def _start_hosts(self) -> list:
         s = self.settings
         num_classes = await self.teacher.num_classes.remote(None)
-        coordinator = Coordinator.remote("round_robin", s.call_timeout_s)
+        coordinator = f"ams-coordinator-{uuid.uuid4().hex[:12]}"
+        self.coordinator = start_coordinator(coordinator, "round_robin", s.call_timeout_s)
         trainer = TrainerSettings(s.checkpoint_url, None, s.call_timeout_s, idle_retire_s=s.idle_retire_s)
         hosts = [TrainerHost.options(num_cpus=s.cpus_per_trainer).remote(
             f"trainer-{k:02d}", [], self.student, num_classes, self.profile.model_dump_json(), s.strategy,

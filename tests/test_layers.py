@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,8 @@ def test_torch_in_the_wire_breaks_the_device_contract(tmp_path):
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "ams_ray.device is not allowed to import torch" in result.stdout
-    assert "ams_ray.device.runtime -> ams_ray.wire.codec" in result.stdout
+    assert re.search(r"ams_ray\.device\.\w+ -> ams_ray\.wire\.codec", result.stdout), result.stdout
+    assert "ams_ray.wire.codec -> torch" in result.stdout
 
 
 def test_serve_imported_from_an_actor_breaks_the_one_way_contract(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import ray
 from ray import serve
 
-from actors.coordinator import Coordinator
+from actors.coordinator import start_coordinator
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
 from ams_ray.data.datasets import SyntheticSpec
@@ -42,8 +42,8 @@ def _chunks(stream_id: str, count: int) -> list[bytes]:
 def teacher_and_coordinator(ray_local):
     serve.start(http_options={"host": "127.0.0.1"})
     teacher = serve.run(teacher_app("oracle", num_cpus=0.5), name=APP_NAME, route_prefix=None)
-    coordinator = Coordinator.remote("round_robin", 120.0)
-    yield teacher, coordinator
+    coordinator = start_coordinator("test-trainer-coordinator", "round_robin", 120.0)
+    yield teacher, "test-trainer-coordinator"
     ray.kill(coordinator)
     serve.delete(APP_NAME)
 
