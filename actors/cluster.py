@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
@@ -14,7 +15,9 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
     """Join `address` ("auto" or HOST:PORT), or start a single loopback-only node.
 
     A node started here turns token authentication off explicitly (`RAY_AUTH_MODE=disabled`,
-    unless set), instead of Ray warning about it on every run: every port listens on 127.0.0.1."""
+    unless set), instead of Ray warning about it on every run: every port listens on 127.0.0.1.
+    Ray's and Serve's own INFO lines ("Started a local Ray instance", "Application ... is ready")
+    stay off the console, which carries the caller's progress and results."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return
@@ -37,7 +40,8 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
     # address="local": always a new cluster. Without it ray.init joins whatever cluster
     # /tmp/ray/ray_current_cluster names (the last `ray start --head` here), even a dead one.
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address="127.0.0.1", include_dashboard=False,
-             runtime_env=runtime_env, log_to_driver=False, **kwargs)
+             runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING, **kwargs)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
 def alive_node_resources() -> list[dict[str, float]]:
