@@ -9,6 +9,7 @@ import torch
 
 from actors.loopback import use_loopback_only
 from tests.ray_session import shutdown_ray
+from tests.source_tree import copy_source
 
 use_loopback_only()  # before any test imports ray: test clusters stay on 127.0.0.1
 torch.set_num_threads(1)
@@ -48,19 +49,13 @@ def ray_local():
 def device_python(tmp_path_factory) -> Path:
     """The Python of a clean venv holding `pip install .` of this checkout: what a device owner
     installs (no extras). Run it outside the checkout, or the source tree would shadow the install."""
-    import shutil
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
     venv = tmp_path_factory.mktemp("device-venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    source = tmp_path_factory.mktemp("device-source")  # pip builds in the tree it is given: not in the checkout
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(root / name, source)
-    for package in ("ams_ray", "actors", "serve", "monitoring"):
-        shutil.copytree(root / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy_source(tmp_path_factory.mktemp("device-source"))
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(source)], capture_output=True,
                              text=True, timeout=900, cwd=venv)
     assert install.returncode == 0, f"pip install . failed:\n{install.stderr[-3000:]}"

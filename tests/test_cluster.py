@@ -43,8 +43,6 @@ def _run(command: list[str], env: dict) -> None:
 
 @pytest.fixture
 def nodes_sharing_no_disk(tmp_path, monkeypatch):
-    import ray
-
     assert os.geteuid() == 0 and shutil.which("unshare"), "a private mount namespace needs root and unshare"
     shutdown_ray()  # whatever ran before, this test owns its cluster
     cache = tmp_path / "cache"  # each node's own video cache (AMS_RAY_CACHE), private on the worker

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.source_tree import ROOT, copy_source
+
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--no-logo"], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
-
-
-def copy_tree(to: Path) -> None:
-    """The packages and their contracts, without the model weights (imports only)."""
-    for package in ("ams_ray", "actors", "serve", "monitoring"):
-        shutil.copytree(ROOT / package, to / package, ignore=shutil.ignore_patterns("assets", "__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", to)
 
 
 def test_every_contract_is_kept():
@@ -32,7 +25,7 @@ def test_every_contract_is_kept():
 
 def test_torch_in_the_wire_breaks_the_device_contract(tmp_path):
     """A copy of the tree whose wire imports torch: the device contract fails, naming the chain."""
-    copy_tree(tmp_path)
+    copy_source(tmp_path, with_assets=False)
     codec = tmp_path / "ams_ray" / "wire" / "codec.py"
     codec.write_text(codec.read_text() + "\nimport torch  # noqa: E402\n")
     result = lint_imports(tmp_path)
@@ -43,7 +36,7 @@ def test_torch_in_the_wire_breaks_the_device_contract(tmp_path):
 
 
 def test_serve_imported_from_an_actor_breaks_the_one_way_contract(tmp_path):
-    copy_tree(tmp_path)
+    copy_source(tmp_path, with_assets=False)
     coordinator = tmp_path / "actors" / "coordinator.py"
     coordinator.write_text(coordinator.read_text() + "\nimport serve.teacher  # noqa: E402\n")
     result = lint_imports(tmp_path)

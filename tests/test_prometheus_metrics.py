@@ -46,8 +46,6 @@ def _by_stream(url: str, metric: str, at: float) -> dict[str, float]:
 def scraped_run(tmp_path_factory, cache_dir):
     """(Prometheus URL, fleet result, end-of-run time): two streams, one refused packet."""
     assert shutil.which("prometheus"), "prometheus is not installed: run `make test`, which installs Debian's package"
-    import ray
-
     from actors.cluster import connect
     from ams_ray.fleet.plan import FleetConfig
     from serve.fleet import run_fleet

@@ -4,7 +4,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import ray
 from ray import serve
 
 from actors.teacher_client import label_with_retry

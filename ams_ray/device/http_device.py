@@ -3,8 +3,8 @@
     python -m ams_ray.device --server http://127.0.0.1:8000 --device cam-7 --token T --video street.mp4
         [--truth labels/street] [--speed 1] [--duration 60] [--out device.json]
 
-It needs numpy, PyAV, ONNX Runtime and requests; never Ray or torch (a test runs it with
-both made unimportable). Three threads share one `DeviceClient`: the player samples frames
+It needs numpy, PyAV, ONNX Runtime and requests; never Ray or torch (the service tests run it
+from a venv that holds only `pip install .`). Three threads share one `DeviceClient`: the player samples frames
 and scores the model, an uploader sends chunks (a queue of a few; the oldest is dropped
 while the server is away), and a poller long-polls for packets and applies them. When the
 server restarts, uploads and polls retry with backoff while the video keeps playing, and
