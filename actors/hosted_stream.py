@@ -1,9 +1,12 @@
-"""One stream inside a trainer host: its session, metrics, checkpoints and counters.
+"""One stream inside a trainer host: its session, its labelling backlog, its outbox of
+packets, checkpoints and counters.
 
 A `TrainerHost` holds K of these and moves chunks, labels and rounds between them and the
 shared teacher and training thread; everything that belongs to one stream lives here, so
-streams sharing a process share nothing else. The session resumes from the stream's
-checkpoint when the host (re)starts, and is checkpointed once per packet the device applied.
+streams sharing a process share nothing else. Chunks enter the backlog in sequence order
+and are taken from it by one worker at a time; packets wait in the outbox until the device
+polls for them. The session resumes from the stream's checkpoint when the host (re)starts,
+and is checkpointed once per packet the device applied.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from contextlib import asynccontextmanager, contextmanager
 from typing import AsyncIterator, Iterator
 
@@ -24,13 +28,14 @@ from ams_ray.learn.strategies import STRATEGIES
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.models.students import build_student
 from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
+from ams_ray.service.label_backlog import BacklogPolicy
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.wire.messages import SampleChunk
 from ams_ray.wire.stream_state import StreamState, StreamStateError
 
 log = logging.getLogger(__name__)
 REORDER_WAIT_S = 5.0  # how long a chunk waits for a predecessor that has not arrived
-CHUNK_PROBLEMS = ("duplicate_chunk", "missing_chunk", "unlabelled_chunk")
+CHUNK_PROBLEMS = ("duplicate_chunk", "missing_chunk", "unlabelled_chunk", "shed_chunk")
 OUTBOX_SIZE = 8  # packets kept for a device that polls; an older one is superseded by a resync anyway
 
 
@@ -44,8 +49,15 @@ class HostedStream:
                                          device=device)
         # No labeller: the host labels asynchronously between `accept` and `record`.
         self.session = StreamSession(self.distiller, None, num_classes, config, asr=spec.asr, atr=spec.atr)
-        self.order = asyncio.Condition()  # one chunk at a time, in sequence order (see in_sequence)
-        self.metrics = TrainerMetrics(stream_id)
+        self.order = asyncio.Condition()  # chunks enter the backlog in sequence order (see in_sequence)
+        self.backlog: deque[tuple[SampleChunk, bool]] = deque()  # (chunk, kept): waiting for the worker
+        self.backlog_policy = BacklogPolicy(settings.label_backlog_chunks, config.sampling.min_rate_fps)
+        self.worker: asyncio.Task | None = None  # takes the backlog in order; one at a time
+        self.max_backlog = 0
+        self.submitted_at: dict[int, float] = {}  # chunk sequence -> when it entered the backlog (wall)
+        self.label_wait_s: list[float] = []  # per labelled chunk: from entering the backlog to its labels
+        self.rate_cuts = 0  # uploads answered with a rate lowered for the backlog
+        self.metrics = TrainerMetrics(stream_id, lambda: len(self.backlog))
         self.teacher_batches: list[int] = []
         self.teacher_seconds = 0.0  # this stream's share of the teacher's batch time
         self.labelled_wall: list[float] = []
@@ -53,12 +65,17 @@ class HostedStream:
         self.train_cpu_seconds = 0.0
         self.unacknowledged: StreamState | None = None  # the state behind the newest packet sent
         self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
-        self.outbox: list[tuple[int, bytes, int]] = []  # (sequence, packet, due chunk) for HTTP devices
+        self.outbox: list[tuple[int, bytes, int]] = []  # (sequence, packet, due chunk), until polled
         self.mail = asyncio.Condition()
+        self.handed_out = 0  # the newest packet sequence a poll has returned
+        self.packets_posted = 0
+        self.packets_resent = 0  # returned again: the device never got the first reply
+        self.superseded = False  # a device missed packets the outbox no longer holds
         self.rounds_in_flight = 0
         self.polls = 0  # devices waiting for a packet now (long-polls)
         self.last_activity = time.monotonic()
         self.resumed_from = self._resume()
+        self.submitted = self.session.last_chunk  # the newest chunk number taken into the backlog
 
     def _resume(self) -> int | None:
         """Restore the last checkpoint, if any; returns the packet sequence resumed from."""
@@ -76,34 +93,52 @@ class HostedStream:
 
     # ------------------------------------------------------------------ chunks
     @asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        """Hold the stream (no chunk is taken meanwhile), e.g. to train a round in the background."""
-        async with self.order:
-            try:
-                yield
-            finally:
-                self.order.notify_all()
-
-    @asynccontextmanager
     async def in_sequence(self, sequence: int) -> AsyncIterator[None]:
-        """Hold the stream for chunk `sequence`, after its predecessors.
+        """Hold the stream's entrance for chunk `sequence`, after its predecessors.
 
         Ray does not promise that an async actor runs one caller's calls in the order they
         were sent, and a device may have several uploads in flight; a chunk taken before its
         predecessor would make the predecessor a "duplicate" and lose it. So a chunk waits
         (at most REORDER_WAIT_S, for a predecessor that may never come) until every lower
-        sequence number has been taken.
+        sequence number has entered the backlog.
         """
         async with self.order:
             try:
-                await asyncio.wait_for(self.order.wait_for(lambda: sequence <= self.session.last_chunk + 1),
-                                       REORDER_WAIT_S)
+                await asyncio.wait_for(self.order.wait_for(lambda: sequence <= self.submitted + 1), REORDER_WAIT_S)
             except asyncio.TimeoutError:
                 pass  # its predecessor is lost or late: go on; the session counts the gap
             try:
                 yield
             finally:
                 self.order.notify_all()
+
+    def submit(self, chunk: SampleChunk) -> str:
+        """Into the backlog (the caller holds `in_sequence`): "accepted"; "replayed" for a number
+        already taken (nothing changes); "shed" when the backlog is full (the chunk's number is
+        taken, its frames are not labelled; counted)."""
+        if chunk.sequence <= self.submitted:
+            self.metrics.errors.count("replayed_chunk")
+            return "replayed"
+        self.submitted = chunk.sequence
+        self.submitted_at[chunk.sequence] = time.time()
+        kept = self.backlog_policy.accepts(len(self.backlog))
+        self.backlog.append((chunk, kept))
+        self.max_backlog = max(self.max_backlog, len(self.backlog))
+        return "accepted" if kept else "shed"
+
+    def rate_to_tell(self) -> float:
+        """The sampling rate for the device now: the session's, lowered while chunks wait."""
+        rate = self.backlog_policy.rate_to_tell(self.session.sampling_rate_fps, len(self.backlog))
+        if rate < self.session.sampling_rate_fps:
+            self.rate_cuts += 1
+        return rate
+
+    def shed(self, chunk: SampleChunk) -> None:
+        """The worker reached a chunk that was shed at the door."""
+        with self._counting_problems():
+            self.session.shed(chunk)
+        log.warning("stream %s: chunk %d shed, %d chunks were waiting for labels", self.stream_id, chunk.sequence,
+                    self.backlog_policy.max_chunks)
 
     def accept(self, chunk: SampleChunk) -> np.ndarray | None:
         """Decoded frames of a new chunk, or None for one already seen (counted)."""
@@ -121,16 +156,18 @@ class HostedStream:
         self.teacher_batches += [batch for _, batch, _ in results]
         self.teacher_seconds += sum(seconds / batch for _, batch, seconds in results)
         self.labelled_wall.append(time.time())
+        if chunk.sequence in self.submitted_at:
+            self.label_wait_s.append(self.labelled_wall[-1] - self.submitted_at[chunk.sequence])
         return self.session.record(chunk, frames, np.stack([labels for labels, _, _ in results]))
 
     @contextmanager
     def _counting_problems(self) -> Iterator[None]:
         """Counts in `ams_errors_total` the chunk problems the session noticed inside the block."""
         s = self.session.stats
-        before = (s.duplicate_chunks, s.missing_chunks, s.unlabelled_chunks)
+        before = (s.duplicate_chunks, s.missing_chunks, s.unlabelled_chunks, s.shed_chunks)
         yield
         for kind, was, now in zip(CHUNK_PROBLEMS, before, (s.duplicate_chunks, s.missing_chunks,
-                                                           s.unlabelled_chunks)):
+                                                           s.unlabelled_chunks, s.shed_chunks)):
             self.metrics.errors.count(kind, now - was)
 
     # ------------------------------------------------------------------ rounds
@@ -149,10 +186,11 @@ class HostedStream:
             self.metrics.errors.count("skipped_round")
         return result
 
-    # ------------------------------------------------------------------ the outbox (HTTP devices)
+    # ------------------------------------------------------------------ the outbox
     async def post(self, sequence: int, packet: bytes, due_chunk: int) -> None:
         """A packet for the device to fetch; `due_chunk`: the upload that made its round due."""
         self.outbox = [*self.outbox[-(OUTBOX_SIZE - 1):], (sequence, packet, due_chunk)]
+        self.packets_posted += 1
         async with self.mail:
             self.mail.notify_all()
 
@@ -169,15 +207,38 @@ class HostedStream:
                     await asyncio.wait_for(self.mail.wait_for(lambda: first() is not None), timeout_s)
                 except asyncio.TimeoutError:
                     return None
-                return first()
+                entry = first()
+                if entry[0] > sequence + 1:
+                    self.superseded = True  # packets after `sequence` were dropped from the outbox
+                if entry[0] <= self.handed_out:  # the device asks again: it never got the first reply
+                    self.packets_resent += 1
+                    self.metrics.errors.count("packet_resent")
+                self.handed_out = max(self.handed_out, entry[0])
+                return entry
         finally:
             self.polls -= 1
             self.last_activity = time.monotonic()
 
+    def resync_if_superseded(self) -> None:
+        """The device missed packets that are gone, so it cannot apply the later ones: the
+        next packet patches the pretrained model (version 0), which the device applies
+        whatever it holds. Called only between this stream's rounds."""
+        if self.superseded:
+            self.superseded = False
+            self.distiller.restart_from_pretrained()
+            self.session.stats.resyncs += 1
+            log.warning("stream %s: the device missed packets no longer kept; the next packet starts from the "
+                        "pretrained model", self.stream_id)
+
+    @property
+    def pending(self) -> int:
+        """Chunks accepted and not yet through labelling (and their round, if one fell due)."""
+        return len(self.backlog) + (self.worker is not None and not self.worker.done())
+
     @property
     def idle(self) -> bool:
-        """Nothing in flight: no chunk being taken, no round, no device waiting for a packet."""
-        return not (self.rounds_in_flight or self.polls or self.order.locked())
+        """Nothing in flight: no chunk waiting or being taken, no round, no device waiting for a packet."""
+        return not (self.pending or self.rounds_in_flight or self.polls or self.order.locked())
 
     # ------------------------------------------------------------------ checkpoints
     def acknowledged(self, packet: int, version: int) -> StreamState | None:
@@ -220,6 +281,9 @@ class HostedStream:
         return {"stream_id": self.stream_id, "rounds": s.rounds, "skipped_rounds": s.skipped_rounds,
                 "chunks": s.chunks, "frames_labelled": s.frames_labelled, "duplicate_chunks": s.duplicate_chunks,
                 "missing_chunks": s.missing_chunks, "unlabelled_chunks": s.unlabelled_chunks, "resyncs": s.resyncs,
+                "shed_chunks": s.shed_chunks, "max_label_backlog": self.max_backlog, "rate_cuts": self.rate_cuts,
+                "packets_posted": self.packets_posted, "packets_resent": self.packets_resent,
+                "label_wait_s": self.label_wait_s,
                 "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
                 "teacher_batches": self.teacher_batches, "teacher_seconds": self.teacher_seconds,
                 "labelled_wall": self.labelled_wall, "checkpoint": self.checkpoint,

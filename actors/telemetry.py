@@ -13,6 +13,7 @@ from typing import Callable
 
 from ray.util import metrics as ray_metrics
 
+from ams_ray.teach.label_queue import PURPOSES
 from ams_ray.telemetry import BY_NAME
 
 
@@ -110,31 +111,37 @@ class EdgeMetrics:
 
 
 class TrainerMetrics:
-    """What the server spends on one stream: training time, waits for the device, chunk problems."""
+    """What the server spends on one stream: training time, waits for the device, its labelling
+    backlog, chunk problems."""
 
-    def __init__(self, stream_id: str) -> None:
+    def __init__(self, stream_id: str, backlog: Callable[[], int]) -> None:
+        """`backlog()` is sampled every second (it moves with every chunk)."""
         self.training = make("ams_stream_training_duration_seconds", stream=stream_id)
         self.turn_wait = make("ams_stream_turn_wait_seconds", stream=stream_id)
+        self.backlog = make("ams_stream_label_backlog_chunks", stream=stream_id)
         self.errors = ErrorCounter("trainer")
+        self.live = LiveGauges()
+        self.live.track("backlog", self.backlog, backlog)
 
 
 class TeacherMetrics:
-    """The shared teacher's batching, latency and queue."""
+    """The shared teacher's batching, latency and queue, by purpose where it differs."""
 
-    def __init__(self, deployment: str, queue_length: Callable[[], int]) -> None:
-        """`queue_length()` is sampled every second: the queue moves with every request."""
+    def __init__(self, deployment: str, queue_length: Callable[[str], int]) -> None:
+        """`queue_length(purpose)` is sampled every second: the queue moves with every request."""
         tags = {"deployment": deployment}
         self.batch_size = make("ams_teacher_batch_size", **tags)
         self.frames = make("ams_teacher_frames_total", **tags)
         self.batches = make("ams_teacher_batches_total", **tags)
         self.latency = make("ams_teacher_latency_seconds", **tags)
-        self.queued = make("ams_teacher_queued_requests", **tags)
         self.errors = ErrorCounter("teacher")
         self.live = LiveGauges()
-        self.live.track("queued", self.queued, queue_length)
+        for purpose in PURPOSES:
+            queued = make("ams_teacher_queued_requests", **tags, purpose=purpose)
+            self.live.track(f"queued-{purpose}", queued, lambda p=purpose: queue_length(p))
 
-    def batch(self, size: int, seconds: float) -> None:
+    def batch(self, size: int, seconds: float, purpose: str) -> None:
         self.batch_size.observe(size)
-        self.frames.inc(size)
+        self.frames.inc(size, tags={"purpose": purpose})
         self.batches.inc()
         self.latency.observe(seconds)

@@ -1,13 +1,14 @@
 """TrainerHost: the server side of K streams in one process (K = 1: a per-stream trainer).
 
-(Devices that reach the service over HTTP use the methods of `actors/device_streams.py`.)
-
-A chunk arrives from an edge -> labelled by the shared Teacher deployment (awaited, so the
-host keeps serving its other streams) -> window, ASR, ATR -> if a round is due, it joins
-the host's round queue. One training thread takes rounds from that queue, each under a
-training turn from the coordinator: one at a time, or (`fused`) every round that fell due
-together as one batched step (`ams_ray.learn.fused_training`). The reply to `receive_chunk` is the
-downlink: the edge applies the packet it carries.
+The data path, the same for Ray devices and HTTP devices (through `serve/ingress.py`):
+`submit_chunk` puts a chunk in its stream's backlog and answers at once with the sampling
+rate -> the stream's worker labels it with the shared Teacher deployment (training frames
+go before scoring frames there; awaited, so the host keeps serving its other streams) ->
+window, ASR, ATR -> if a round is due, it joins the host's round queue. One training thread
+takes rounds from that queue, each under a training turn from the coordinator: one at a
+time, or (`fused`) every round that fell due together as one batched step
+(`ams_ray.learn.fused_training`). A packet goes to the stream's outbox, where the device's
+long-poll (`next_packet`) takes it; nothing of the downlink waits for the next upload.
 
 Why many streams per process: `import torch` costs ~5 CPU-seconds and ~0.9 GB per process
 here and a CUDA context several hundred MB of GPU memory, while one more tiny student and
@@ -85,7 +86,8 @@ class TrainerHost(DeviceStreams):
         self.fused_steps: list[int] = []  # rounds per training step
         self.errors = ErrorCounter("trainer")
         self.incarnation = uuid.uuid4().hex
-        ray.get(self.coordinator.register.remote(host_id, self._accelerator_name(), self._slots(), self.incarnation),
+        self.accelerator, self.slots = self._accelerator_name(), self._slots()
+        ray.get(self.coordinator.register.remote(host_id, self.accelerator, self.slots, self.incarnation),
                 timeout=settings.call_timeout_s)
 
     # ------------------------------------------------------------------ set-up
@@ -114,45 +116,87 @@ class TrainerHost(DeviceStreams):
         return self._bundle
 
     # ------------------------------------------------------------------ the data path
-    async def receive_chunk(self, stream_id: str, data: bytes) -> tuple[float, bytes | None]:
-        """One upload -> (sampling rate for the device, update packet or None)."""
-        stream = self._stream(stream_id)
+    async def submit_chunk(self, stream_id: str, data: bytes) -> tuple[str, float]:
+        """One upload -> (outcome, sampling rate for the device), answered once the chunk is in
+        the stream's backlog, before it is labelled. Outcomes: "accepted"; "replayed" (a number
+        already taken: nothing changes); "shed" (the backlog was full: counted, not labelled).
+        The rate is the stream's, lowered while its chunks wait for labels (`BacklogPolicy`)."""
+        stream = self._opened(stream_id)
         chunk = SampleChunk.from_bytes(data)
         async with stream.in_sequence(chunk.sequence):
-            rate, due_at = await self._take(stream, chunk)
-            if due_at is None:
-                return (rate if rate is not None else stream.session.sampling_rate_fps), None
-            result = await self._queue_round(stream, due_at)
-            return rate, result.packet
+            outcome = stream.submit(chunk)
+        if outcome != "replayed" and (stream.worker is None or stream.worker.done()):
+            stream.worker = asyncio.get_running_loop().create_task(self._work_through(stream))
+        return outcome, stream.rate_to_tell()
 
-    async def _take(self, stream, chunk: SampleChunk) -> tuple[float | None, float | None]:
-        """Accept, label and record a chunk (the caller holds the stream): (the new sampling
-        rate, or None when the chunk was a duplicate or went unlabelled; the video time a round
-        fell due at, or None)."""
+    async def next_packet(self, stream_id: str, after: int, version: int | None,
+                          timeout_s: float) -> tuple[int, bytes, int] | None:
+        """The stream's oldest packet numbered above `after`, its number and the chunk that made
+        its round due, waiting up to `timeout_s` (a long-poll). `version`: the model version the
+        device holds after packet `after`, which acknowledges it (the stream is checkpointed).
+        A device that asks again after a lost reply gets the same packet again (counted)."""
+        stream = self._opened(stream_id)
+        if version is not None:
+            await self._checkpoint_if_due(stream, after, version)
+        return await stream.packet_after(after, timeout_s)
+
+    def pending_work(self, stream_id: str, after: int) -> int:
+        """Chunks of the stream not yet through labelling and training, plus packets above
+        `after` not yet taken: a device that has sent its last chunk waits while this is above 0."""
+        stream = self._opened(stream_id)
+        return stream.pending + sum(sequence > after for sequence, _, _ in stream.outbox)
+
+    async def _work_through(self, stream) -> None:
+        """The stream's one worker: its backlog in order, each chunk labelled and recorded and,
+        when a round falls due, trained and posted to the outbox before the next chunk is
+        taken (so a round trains on exactly the chunks before it). A chunk that fails is
+        counted and the worker goes on."""
+        while stream.backlog:
+            chunk, kept = stream.backlog.popleft()
+            try:
+                if not kept:
+                    stream.shed(chunk)
+                    continue
+                due_at = await self._take(stream, chunk)
+                if due_at is not None:
+                    await self._train_and_post(stream, due_at, chunk.sequence)
+            except Exception as exc:  # noqa: BLE001 - no caller waits: the error is counted and logged
+                stream.metrics.errors.count("chunk_failed")
+                log.error("stream %s: chunk %d failed: %s: %s", stream.stream_id, chunk.sequence,
+                          type(exc).__name__, exc)
+            finally:
+                stream.submitted_at.pop(chunk.sequence, None)
+
+    async def _take(self, stream, chunk: SampleChunk) -> float | None:
+        """Accept, label and record a chunk: the video time a round fell due at, or None (none
+        due, or the chunk was a duplicate or went unlabelled)."""
         frames = stream.accept(chunk)
         if frames is None:
-            return None, None
+            return None
         requests = [(stream.label_key, int(i), f) for f, i in zip(frames, chunk.frame_indices)]
-        results = await label_with_retry(self.teacher, requests, self.settings.call_timeout_s)
+        results = await label_with_retry(self.teacher, requests, self.settings.label_timeout_s)
         failures = [r for r in results if isinstance(r, Exception)]
         if failures:
             stream.unlabelled(chunk, f"{len(failures)} of {len(requests)} frames unlabelled after a retry: "
                                      f"{type(failures[0]).__name__}: {str(failures[0]).splitlines()[0][:200]}")
-            return None, None
-        rate = stream.record(chunk, frames, results)
+            return None
+        stream.record(chunk, frames, results)
         await self._checkpoint_if_due(stream, chunk.last_packet, chunk.model_version)
         now_s = chunk.times_s[-1]
-        return rate, (now_s if stream.session.due(now_s) else None)
+        return now_s if stream.session.due(now_s) else None
 
-    async def acknowledge(self, stream_id: str, packet: int, version: int) -> None:
-        """The device applied `packet`: checkpoint its stream (once per packet)."""
-        await self._checkpoint_if_due(self._stream(stream_id), packet, version)
-
-    def _stream(self, stream_id: str):
-        if stream_id not in self.streams:
-            raise KeyError(f"trainer host {self.host_id} does not hold stream {stream_id!r}; "
-                           f"it holds {', '.join(sorted(self.streams))}")
-        return self.streams[stream_id]
+    async def _train_and_post(self, stream, now_s: float, due_chunk: int) -> None:
+        stream.rounds_in_flight += 1
+        try:
+            stream.resync_if_superseded()  # no round of this stream is in flight: the worker is its only trainer
+            result = await self._queue_round(stream, now_s)
+            if result.packet is not None:
+                await stream.post(stream.distiller.sequence, result.packet, due_chunk)
+        except Exception as exc:  # noqa: BLE001 - the stream goes on; its next round may succeed
+            stream.metrics.errors.count("round_failed")
+            log.error("stream %s: a round failed: %s", stream.stream_id, exc)
+        finally:
+            stream.rounds_in_flight -= 1
 
     async def _checkpoint_if_due(self, stream, packet: int, version: int) -> None:
         state = stream.acknowledged(packet, version)
@@ -219,6 +263,15 @@ class TrainerHost(DeviceStreams):
     def cpu_seconds(self) -> float:
         """CPU time of this process so far (every thread), for the server's CPU budget."""
         return time.process_time()
+
+    def load(self) -> dict:
+        """What this host's streams asked of it so far, for capacity checks while a run goes."""
+        streams = list(self.streams.values())
+        return {"accelerator": self.accelerator, "slots": self.slots,
+                "rounds": sum(s.session.stats.rounds for s in streams),
+                "train_cpu_s": sum(s.train_cpu_seconds for s in streams),
+                "shed_chunks": sum(s.session.stats.shed_chunks for s in streams),
+                "rate_cuts": sum(s.rate_cuts for s in streams)}
 
     def stats(self) -> dict:
         """This host and its streams, for the run's report."""

@@ -6,7 +6,7 @@ exporter prefixes every name with `ray_`, which `exported_name` adds.
 
 Names follow Prometheus conventions (base units in the name, `_total` on counters, `_ratio`
 for 0..1). Labels are bounded: a stream id (one per device), a deployment, a component and
-an error kind; never a frame index or a packet sequence.
+an error kind, a purpose (training or scoring); never a frame index or a packet sequence.
 
 Ray 2.60's exporter reports a histogram's `_sum` from bucket midpoints, so means that must
 be exact come from counter pairs instead (teacher mean batch = frames / batches).
@@ -65,18 +65,22 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "(iterations + coordinate selection + packet encoding)", STREAM, SECONDS_SLOW),
     MetricSpec("ams_stream_turn_wait_seconds", "histogram", "wall time a due round waited for the scheduler "
                "to grant its device", STREAM, SECONDS_SLOW),
+    MetricSpec("ams_stream_label_backlog_chunks", "gauge", "accepted chunks of the stream waiting to be labelled; "
+               "above one, the device is told a lower sampling rate", STREAM),
     # --- the shared teacher ---
     MetricSpec("ams_teacher_batch_size", "histogram", "frames per batched teacher call", ("deployment",),
                (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)),
-    MetricSpec("ams_teacher_frames_total", "counter", "frames labelled by the teacher", ("deployment",)),
+    MetricSpec("ams_teacher_frames_total", "counter", "frames labelled by the teacher, for training or for "
+               "scoring", ("deployment", "purpose")),
     MetricSpec("ams_teacher_batches_total", "counter", "batched teacher calls", ("deployment",)),
     MetricSpec("ams_teacher_latency_seconds", "histogram", "wall time of one batched teacher call",
                ("deployment",), SECONDS_FAST),
-    MetricSpec("ams_teacher_queued_requests", "gauge", "label requests at the replica not yet answered "
-               "(waiting for a batch or inside one)", ("deployment",)),
+    MetricSpec("ams_teacher_queued_requests", "gauge", "label requests waiting at the replica for a batch, "
+               "by purpose (training is served first)", ("deployment", "purpose")),
     # --- failures ---
-    MetricSpec("ams_errors_total", "counter", "errors by component and kind (a refused packet, a lost upload, "
-               "a chunk gap, a skipped round, a teacher failure)", ("component", "kind")),
+    MetricSpec("ams_errors_total", "counter", "errors by component and kind (a refused packet, an upload "
+               "timeout, a resent or superseded packet, a chunk gap or shed chunk, a skipped round, a shed scoring "
+               "frame, a teacher failure)", ("component", "kind")),
 )
 
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in CATALOGUE}

@@ -14,8 +14,10 @@ Starts (or joins) Ray, deploys the shared Teacher on Serve, runs one RayDevice p
 on distinct videos (the embedded default: synthetic seeds 0..N-1) and trainer hosts that
 hold K streams each (default: one host per GPU, or per CPU core), and writes summary.json,
 streams.csv, miou_over_time.png and staleness.png to --out. Hosts checkpoint their streams
-to --checkpoint-store and resume them there when restarted. Exits non-zero when any stream
-failed, naming it and why.
+to --checkpoint-store and resume them there when restarted. Says in the first minutes when
+the teacher or the trainers cannot keep up, and what speed or layout would fit. Exits
+non-zero when any stream failed (naming it and why) or when no stream applied a single
+update (saying why).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from tqdm import tqdm  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
+from ams_ray.fleet.capacity import no_update_reason  # noqa: E402
 from ams_ray.fleet.report import http_figures, machine_memory, stream_rows, summarize, write_report  # noqa: E402
 
 
@@ -158,7 +162,7 @@ def main(argv=None) -> int:
         bar.write(f"setup: {line}")
 
     try:
-        result = run_fleet(config, progress, on_setup=setup)
+        result = run_fleet(config, progress, on_setup=setup, on_warning=bar.write)
     except (PlacementError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -169,7 +173,8 @@ def main(argv=None) -> int:
     summary = summarize(result.edges, result.trainers, result.failed, args.clients, result.wall_s, args.speed,
                         machine_memory(result.node_memory, result.started_wall),
                         AmsConfig.for_profile(config.profile).training.period_s, result.hosts,
-                        config.teacher, config.teacher_replicas, result.server_cpu_s)
+                        config.teacher, config.teacher_replicas, result.server_cpu_s, result.teacher_load,
+                        result.capacity_warnings)
     summary.update(http_figures(result.edges))
     summary["machine_cpu_s"] = result.machine_cpu_s  # on a one-machine run: everything, Serve's proxy included
     summary["setup_s"] = result.setup_s
@@ -179,11 +184,37 @@ def main(argv=None) -> int:
     write_report(args.out, summary, stream_rows(result.edges, result.trainers, result.failed), result.edges)
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}, indent=2))
     print(f"wrote {args.out}/summary.json, streams.csv, miou_over_time.png, staleness.png")
+    for line in overload_lines(summary):
+        print(line, file=sys.stderr)
     if result.failed:
         for sid, why in result.failed.items():
             print(f"FAILED {sid}: {why}", file=sys.stderr)
         return 1
+    reason = no_update_reason(summary)
+    if reason:
+        print(f"FAILED: {reason}", file=sys.stderr)
+        return 3
     return 0
+
+
+def overload_lines(summary: dict) -> list[str]:
+    """The overload counts that are not zero, one line each, for the console."""
+    lines = []
+    if summary["streams_without_update"]:
+        lines.append(f"OVERLOAD {summary['streams_without_update']} of {summary['completed']} streams applied no "
+                     f"update: {', '.join(summary['streams_without_update_ids'][:8])}")
+    counts = {"upload timeouts": "upload_timeouts", "failed packet polls": "poll_failures",
+              "packets resent": "packets_resent", "packets missed (superseded)": "packets_missed",
+              "chunks shed (labelling backlog full)": "shed_chunks",
+              "uploads told a lower rate (labelling backlog)": "rate_cuts",
+              "scoring frames shed by the teacher": "teacher_scoring_shed"}
+    lines += [f"OVERLOAD {summary[key]} {what}" for what, key in counts.items() if summary.get(key)]
+    demand, capacity = summary["teacher_demand_frames_per_s"], summary["teacher_capacity_frames_per_s"]
+    if lines and not (math.isnan(demand) or math.isnan(capacity)):
+        lines.append(f"OVERLOAD teacher asked {demand:.2f} frames/s "
+                     f"({summary['teacher_training_demand_frames_per_s']:.2f} for training), "
+                     f"labels {capacity:.2f} frames/s flat out")
+    return lines
 
 
 if __name__ == "__main__":

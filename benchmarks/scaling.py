@@ -40,7 +40,9 @@ COLUMNS = ("clients", "layout", "scheduler", "streams_per_gpu", "completed", "se
            "single_stream_gain", "train_seconds_per_round", "train_cpu_seconds_per_round", "bare_round_s",
            "round_time_ratio", "teacher_frames_per_s", "mean_teacher_batch", "trainer_busy_fraction", "trainer_hosts",
            "streams_per_trainer", "fused", "lockstep", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps", "downlink_kbps",
-           "speed", "wall_s")
+           "speed", "wall_s", "teacher", "mean_updates_applied", "streams_without_update", "teacher_eval_frames_per_s",
+           "teacher_scoring_shed", "teacher_capacity_frames_per_s", "upload_timeouts", "packets_resent",
+           "packets_missed", "shed_chunks", "rate_cuts", "p95_label_wait_s")
 PLOTS = (("p95_staleness_video_s", "p95 staleness (video s)"), ("mean_miou_gain", "mean mIoU gain (points)"),
          ("memory_per_stream_mb", "memory per stream (MiB)"), ("round_time_ratio", "round time / bare round"))
 
@@ -52,6 +54,8 @@ def run_point(clients: int, scheduler: str, streams_per_gpu: int | None, layout:
     command = [sys.executable, str(Path(__file__).with_name("multi_client.py")), "--clients", str(clients),
                "--duration", str(args.duration), "--speed", str(args.speed), "--scheduler", scheduler,
                "--metrics-flush-s", "0", "--out", str(out)]
+    if args.teacher:
+        command += ["--teacher", args.teacher]
     if streams_per_gpu:
         command += ["--streams-per-gpu", str(streams_per_gpu)]
     if layout != "pooled":
@@ -122,6 +126,7 @@ def main() -> int:
     p.add_argument("--streams-per-trainer", nargs="+", default=["pooled"],
                    help="1 (a process per stream), pooled (the default layout) or N, one series each")
     p.add_argument("--lockstep", action="store_true", help="every point in lockstep (default: staggered)")
+    p.add_argument("--teacher", default=None, help="every point's --teacher (default: multi_client.py's, network)")
     p.add_argument("--results-dir", type=Path, default=Path("runs/scaling"))
     p.add_argument("--reference", type=Path, help="compare_seeds.py summary.json on the same videos")
     p.add_argument("--from-json", type=Path, help="re-tabulate and re-plot an earlier scaling.json, running nothing")

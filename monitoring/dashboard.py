@@ -3,8 +3,8 @@
     python -m monitoring.dashboard          # rewrites monitoring/grafana/dashboards/ams-ray.json
 
 Two rows: the fleet overview (streams, mean gain, bandwidth per device, p95 staleness,
-teacher throughput and batch, errors) and a per-stream view selected by the `stream`
-template variable. Every query names only metrics of `ams_ray.telemetry` (a test checks).
+teacher throughput and batch, errors, overload: timeouts and shed work, training before
+scoring at the teacher) and a per-stream view selected by the `stream` template variable. Every query names only metrics of `ams_ray.telemetry` (a test checks).
 Ray adds a `WorkerId` label to every series, so each query aggregates by the labels it
 means (`stream`, `deployment`, ...) instead of relying on one series per stream.
 """
@@ -18,6 +18,7 @@ DASHBOARD_PATH = Path(__file__).parent / "grafana" / "dashboards" / "ams-ray.jso
 DATASOURCE = {"type": "prometheus", "uid": "ams-prometheus"}  # provisioning/datasources/prometheus.yml
 ONE_STREAM = 'stream=~"$stream"'
 RATE = "$__rate_interval"
+OVERLOAD_KINDS = "upload_timeout|poll_timeout|poll_failed|packet_resent|packet_superseded|shed_chunk|scoring_shed"
 
 
 def _panel(title: str, targets: list[tuple[str, str]], x: int, y: int, w: int = 8, h: int = 7,
@@ -85,7 +86,19 @@ def fleet_panels(y: int) -> list[dict]:
                "bargauge"),
         _panel("Errors by kind",
                [(f"sum by (component, kind) (rate(ray_ams_errors_total[{RATE}]))", "{{component}}: {{kind}}")],
-               0, y + 20, 24, 6, unit="ops"),
+               0, y + 20, 8, 6, unit="ops"),
+        _panel("Overload: lost time, shed work (per min)",
+               [(f'60 * sum by (kind) (rate(ray_ams_errors_total{{kind=~"{OVERLOAD_KINDS}"}}[{RATE}])) '
+                 "or vector(0)", "{{kind}}")], 8, y + 20, 8, 6,
+               description="upload and poll timeouts, packets resent or superseded, chunks shed for a full "
+                           "labelling backlog, scoring frames the teacher shed; 0 while the run keeps up"),
+        _panel("Teacher: training before scoring",
+               [(f"sum by (purpose) (rate(ray_ams_teacher_frames_total[{RATE}]))", "{{purpose}} frames/s"),
+                ("sum by (purpose) (ray_ams_teacher_queued_requests)", "{{purpose}} waiting"),
+                ("max(ray_ams_stream_label_backlog_chunks)", "largest stream backlog (chunks)")],
+               16, y + 20, 8, 6,
+               description="frames labelled per purpose, requests waiting at the replica, and the longest "
+                           "labelling backlog of any stream (above 1, its device is told to sample less)"),
     ]
 
 
@@ -117,6 +130,10 @@ def stream_panels(y: int) -> list[dict]:
                 (_p95("ams_stream_training_duration_seconds", "stream", ONE_STREAM), "{{stream}} training"),
                 (_p95("ams_stream_turn_wait_seconds", "stream", ONE_STREAM), "{{stream}} turn wait")],
                16, y + 8, 8, unit="s"),
+        _panel("Labelling backlog (chunks)",
+               [(f"max by (stream) (ray_ams_stream_label_backlog_chunks{{{ONE_STREAM}}})", "{{stream}}")],
+               0, y + 15, 8, description="chunks accepted and waiting for the teacher; above 1 the device is told "
+                                         "a lower sampling rate, past the bound chunks are shed"),
     ]
 
 

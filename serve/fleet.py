@@ -26,17 +26,20 @@ from actors.ray_device import RayDevice
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
 from ams_ray.data.datasets import read_videos
+from ams_ray.fleet.capacity import RunShape
 from ams_ray.fleet.faults import Fault
 from ams_ray.fleet.placement import PlacementError
 from ams_ray.fleet.plan import FleetConfig, FleetPlan, plan_fleet
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.service.device_registry import DeviceRegistry
 from ams_ray.service.settings import ServiceSettings
+from serve.capacity_watch import CapacityWatch
 from serve.fault_injection import inject
 from serve.ingress import DeviceIngress
 from serve.teacher import APP_NAME, teacher_app
 
 INGRESS_APP = "ams-ingress"
+CHECK_TIMEOUT_S = 10.0  # a capacity check's calls: a busy part is asked again at the next check
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
@@ -57,6 +60,8 @@ class FleetResult:
     node_memory: list[dict] = field(default_factory=list)  # NodeMemory.report() of every node
     server_cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds over the run: teacher, trainers
     machine_cpu_s: float = 0.0  # busy CPU seconds of the driver's machine over the run (every process on it)
+    teacher_load: dict = field(default_factory=dict)  # one replica over the run: asked, served, shed, capacity
+    capacity_warnings: list[str] = field(default_factory=list)  # said while the run went
 
 
 @dataclass
@@ -78,10 +83,12 @@ class Launched:
 
 def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
               on_started: Callable[[dict, dict], None] | None = None,
-              on_setup: SetupCallback | None = None) -> FleetResult:
+              on_setup: SetupCallback | None = None, on_warning: SetupCallback | None = None) -> FleetResult:
     """Run every stream to the end of its video (or the deadline).
 
     `on_setup(line)` hears how start-up goes (actors running so far, phase by phase);
+    `on_warning(line)` hears that demand exceeds capacity, once per kind, from the first
+    check (`capacity_check_s` after the start) on;
     `on_progress(frames_done, streams_running)` is called about once a second;
     `on_started(edges, trainers)` once the streams run, with their actor handles by stream id
     (where a caller attaches its own probes). Faults in `config.faults` are injected here.
@@ -90,17 +97,22 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
     student = StudentSpec.read(config.student)  # weights travel as bytes, like videos
     plan = plan_fleet(config, alive_node_resources(), videos)
     ensure_fits(plan.demands)
+    period_s = AmsConfig.for_profile(config.profile).training.period_s
     launched = Launched(plan)
     try:
         _launch(config, launched, student, on_setup or log.info)
         began = time.time()
         cpu_before = _server_cpu(launched, config.call_timeout_s)
         machine_before = _busy_cpu_s()
+        watch = CapacityWatch(launched.teacher, launched.hosts, RunShape(len(launched.plan.streams), config.speed,
+                                                                          period_s, config.teacher_replicas),
+                              config.capacity_check_s, CHECK_TIMEOUT_S, on_warning or log.warning)
         runs = _start(launched)
         if on_started:
             on_started(dict(launched.edges), dict(launched.trainers))
-        reports, fired = _watch(config, launched, runs, began, on_progress)
+        reports, fired = _watch(config, launched, runs, began, on_progress, watch)
         wall = time.time() - began
+        teacher_load = watch.run_load()
         cpu_after = _server_cpu(launched, config.call_timeout_s)
         machine = _busy_cpu_s() - machine_before
         hosts = _collect_hosts(launched, config.call_timeout_s)
@@ -109,7 +121,8 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
         time.sleep(config.metrics_flush_s)
         return FleetResult(reports, [s for h in hosts for s in h["streams"]], hosts, launched.failed, coordinator,
                            wall, began, launched.setup_s, fired, memory,
-                           {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before}, machine)
+                           {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before}, machine,
+                           teacher_load, watch.warnings)
     finally:
         _teardown(launched)
 
@@ -156,7 +169,7 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
         launched.edges[stream.stream_id] = RayDevice.options(**ray_options(plan.edge)).remote(
             stream.stream_id, stream.video, config_json, config.speed, config.duration_s, stream.send_phase_s,
             launched.trainers[stream.stream_id], config.call_timeout_s, cache_dir, handle, stream.label_key,
-            config.teacher_eval_every)
+            config.teacher_eval_every, config.drain_s)
     waiting = {"trainer hosts": (launched.hosts, plan.trainer), "edges": (launched.edges, plan.edge)}
     for role, seconds in _wait_ready(waiting, config.ready_timeout_s, say).items():
         launched.setup_s["trainers" if role == "trainer hosts" else "edges"] = seconds
@@ -217,8 +230,8 @@ def _start(launched: Launched) -> dict:
 
 
 def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
-           on_progress: ProgressCallback | None) -> tuple[list[dict], list[tuple[Fault, float]]]:
-    """Wait for the streams until the deadline, injecting due faults."""
+           on_progress: ProgressCallback | None, capacity: CapacityWatch) -> tuple[list[dict], list[tuple[Fault, float]]]:
+    """Wait for the streams until the deadline, injecting due faults and checking capacity."""
     faults = sorted(config.faults, key=lambda f: f.at_s)
     fired: list[tuple[Fault, float]] = []
     reports: list[dict] = []
@@ -234,6 +247,8 @@ def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
             fired.append((fault, time.time()))
         if on_progress:
             on_progress(_frames_done(launched, pending, runs, reports), len(pending))
+        if pending:
+            capacity.poll()
     for ref in pending:
         launched.failed[runs[ref]] = (f"still running at the run's deadline ({launched.plan.deadline_s:.0f} s "
                                       "after the start): stopped and reported, not waited on")

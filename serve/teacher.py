@@ -2,10 +2,12 @@
 
 The replica gets its teacher as a `TeacherSpec`, read on the driver: the files a spec names
 travel as bytes, since the replica may run on a node without them. Each request is one frame
-(with its source key and frame index, which the oracle and label directories need; never a path); `@serve.batch` gathers requests from all streams into
-one `TeacherPool.label_many` call, so a model teacher runs one forward pass per batch. Every
-reply carries the size of the batch it rode in, which is how callers measure batching
-without a side channel.
+(with its source key and frame index, which the oracle and label directories need; never a
+path) and a purpose: training or scoring. The replica's `LabelQueue` gathers requests from
+all streams into batches of one purpose, training first, and sheds scoring frames under
+load; each batch is one `TeacherPool.label_many` call (one forward pass of a model teacher),
+run on a thread so requests keep arriving meanwhile. Every reply carries the size of the
+batch it rode in, which is how callers measure batching without a side channel.
 
 Serve replaces a replica that dies or fails `check_health`; callers retry a request that
 was in flight on it once (`actors/trainer.py`).
@@ -13,61 +15,83 @@ was in flight on it once (`actors/trainer.py`).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from ray import serve
 
 from actors.telemetry import TeacherMetrics
+from ams_ray.teach.label_queue import PURPOSES, LabelQueue, Purpose
 from ams_ray.teach.teacher_spec import TeacherSpec, read_spec
 from ams_ray.teach.teachers import TeacherPool
 
 DEPLOYMENT_NAME = "Teacher"
 APP_NAME = "ams-teacher"
 UNHEALTHY_AFTER_FAILED_BATCHES = 3  # in a row: the replica's teacher is broken, not one request
+MAX_SCORING_WAIT_S = 20.0  # a scoring frame older than this is stale: shed, not labelled
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
 class TeacherDeployment:
     def __init__(self, spec: TeacherSpec, max_batch_size: int, batch_wait_s: float, device: str = "cpu",
-                 threads: int = 1) -> None:
+                 threads: int = 1, max_scoring_wait_s: float = MAX_SCORING_WAIT_S) -> None:
         self.pool = TeacherPool(spec, device)
         if not self.pool.cached:  # a model: as many torch threads as the replica has CPUs
             import torch
 
             torch.set_num_threads(threads)
-        self._label_batch.set_max_batch_size(max_batch_size)
-        self._label_batch.set_batch_wait_timeout_s(batch_wait_s)
-        self._queued = 0
+        self.batch_wait_s = batch_wait_s
+        self.queue = LabelQueue(max_batch_size, max_scoring_waiting=max_batch_size,
+                                max_scoring_wait_s=max_scoring_wait_s)
+        self.busy_s = 0.0  # seconds spent inside batches
+        self.started = time.monotonic()
+        self._batches: asyncio.Task | None = None  # the batch loop, started on the replica's event loop
+        self._labeller = ThreadPoolExecutor(1, thread_name_prefix="ams-teacher")
         self._failed_batches = 0
-        self.metrics = TeacherMetrics(DEPLOYMENT_NAME, lambda: self._queued)
+        self.metrics = TeacherMetrics(DEPLOYMENT_NAME, self.queue.length)
 
-    async def label(self, request: tuple[str | None, int, np.ndarray]) -> tuple[np.ndarray, int, float]:
-        """One frame -> (labels, size of the batch it rode in, seconds that batch took)."""
-        self._queued += 1
-        try:
-            result = await self._label_batch(request)
-        finally:
-            self._queued -= 1
-        if isinstance(result, Exception):
-            raise result
-        return result
+    async def label(self, request: tuple[str | None, int, np.ndarray],
+                    purpose: Purpose = "training") -> tuple[np.ndarray, int, float]:
+        """One frame -> (labels, size of the batch it rode in, seconds that batch took).
+        Raises ScoringShed for a scoring request dropped under load."""
+        if self._batches is None or self._batches.done():
+            self._batches = asyncio.get_running_loop().create_task(self._serve_batches())
+        return await self.queue.put(request, purpose)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def _label_batch(self, requests: list[tuple[str | None, int, np.ndarray]]) -> list:
+    async def _serve_batches(self) -> None:
+        """The replica's one labelling loop. The model runs on a thread, so requests keep
+        arriving (and are put in order) while a batch is labelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            shed = self.queue.counts.shed
+            purpose, batch = await self.queue.next_batch(self.batch_wait_s)
+            self.metrics.errors.count("scoring_shed", self.queue.counts.shed - shed)
+            began = time.perf_counter()
+            labels = await loop.run_in_executor(self._labeller, self._label_batch, [w.request for w in batch])
+            seconds = time.perf_counter() - began
+            self.busy_s += seconds
+            self.metrics.batch(len(batch), seconds, purpose)
+            for waiting, result in zip(batch, labels):
+                if waiting.future.done():
+                    continue  # its caller gave up
+                if isinstance(result, Exception):
+                    waiting.future.set_exception(result)
+                else:
+                    waiting.future.set_result((result, len(batch), seconds))
+
+    def _label_batch(self, requests: list[tuple[str | None, int, np.ndarray]]) -> list:
         """A batch fails only the requests that caused it: on an error, each request is
         retried alone and those that still fail get their own exception back."""
-        began = time.perf_counter()
         try:
             labels: list = self.pool.label_many(requests)
         except Exception:  # noqa: BLE001 - isolated per request below
             labels = [self._label_alone(request) for request in requests]
         failed = all(isinstance(l, Exception) for l in labels)
         self._failed_batches = self._failed_batches + 1 if failed else 0
-        seconds = time.perf_counter() - began
-        self.metrics.batch(len(requests), seconds)
-        return [l if isinstance(l, Exception) else (l, len(requests), seconds) for l in labels]
+        return labels
 
     def _label_alone(self, request: tuple[str | None, int, np.ndarray]) -> np.ndarray | Exception:
         try:
@@ -75,6 +99,16 @@ class TeacherDeployment:
         except Exception as exc:  # noqa: BLE001 - returned to that request's caller
             self.metrics.errors.count("teacher_failed")
             return exc
+
+    def load(self) -> dict:
+        """What this replica was asked for and did, by purpose, for capacity checks: frames
+        arrived, served and waiting, scoring frames shed, seconds spent labelling, and the
+        purpose and size of its last batches in order."""
+        counts = self.queue.counts
+        return {"arrived": dict(counts.arrived), "served": dict(counts.served), "shed": counts.shed,
+                "waiting": {p: self.queue.length(p) for p in PURPOSES}, "busy_s": self.busy_s,
+                "recent_batches": list(self.queue.recent),
+                "uptime_s": time.monotonic() - self.started}
 
     def check_health(self) -> None:
         """Serve calls this periodically and replaces the replica when it raises."""
@@ -104,21 +138,21 @@ def teacher_app(
     max_replicas: int | None = None,
     autoscaling: dict[str, float] | None = None,
 ):
-    """The bound application. `max_ongoing_requests` is well above the batch, for two reasons:
-    Serve would otherwise hand each replica too few requests to ever fill a batch; and every
-    calling process has its own router, so when a saturated replica refuses requests the
-    callers retry for its slots, where a few trainer hosts can lose out to dozens of edges
-    sending frames to score (a 32-stream run on an overloaded machine, with the old limit of 16,
-    had 35 training frames labelled against 1053 scoring frames). Admitted, requests wait in
-    the batch queue in arrival order, so each caller gets its share. With `max_replicas`, Serve autoscales from
-    `replicas` up to it, aiming at one full batch ongoing per replica; `autoscaling` sets any other field of
-    Serve's `autoscaling_config` (e.g. `upscale_delay_s`, 30 s by default)."""
+    """The bound application. `max_ongoing_requests` is far above the batch: the replica's own
+    queue (`LabelQueue`) decides what is labelled first and sheds scoring frames, which it can
+    only do with the requests in hand. Left to Serve, every calling process has its own router,
+    and when a saturated replica refuses requests the callers retry for its slots, where a few
+    trainer hosts lose out to dozens of edges sending frames to score (a 32-stream run on an
+    overloaded machine, with a limit of 16, had 35 training frames labelled against 1053
+    scoring frames). With `max_replicas`, Serve autoscales from `replicas` up to it, aiming at
+    one full batch ongoing per replica; `autoscaling` sets any other field of Serve's
+    `autoscaling_config` (e.g. `upscale_delay_s`, 30 s by default)."""
     device = "cuda" if num_gpus > 0 else "cpu"
     scaling = ({"autoscaling_config": {"min_replicas": replicas, "max_replicas": max_replicas,
                                        "target_ongoing_requests": max_batch_size, **(autoscaling or {})}}
                if max_replicas else {"num_replicas": replicas})
     return TeacherDeployment.options(
         **scaling,
-        max_ongoing_requests=max(8 * max_batch_size, 64),
+        max_ongoing_requests=max(64 * max_batch_size, 256),
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": custom_resources or {}},
     ).bind(read_spec(spec), max_batch_size, batch_wait_s, device, max(1, round(num_cpus)))

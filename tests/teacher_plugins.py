@@ -62,3 +62,13 @@ def frames_only() -> FramesOnlyTeacher:
 
 def failing_factory() -> ColourTeacher:
     raise OSError("model file people.pth not found")
+
+
+def stalled_colour() -> ColourTeacher:
+    """Twenty seconds a batch: a teacher that holds a chunk while the test sends more."""
+    return ColourTeacher(seconds_per_batch=20.0)
+
+
+def lagging_colour() -> ColourTeacher:
+    """Twelve seconds a batch: longer than the call timeout of the test that uses it."""
+    return ColourTeacher(seconds_per_batch=12.0)

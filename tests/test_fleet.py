@@ -83,6 +83,30 @@ def test_devices_over_http_adapt_through_the_ingress(ray_local, cache_dir, tmp_p
     assert result.machine_cpu_s > sum(result.server_cpu_s.values())
 
 
+def test_a_teacher_slower_than_the_call_timeout_still_updates_every_stream(ray_local, cache_dir, tmp_path):
+    """Labels take 12 s a batch against a 10 s call timeout. Uploads are answered once the
+    chunk is taken and packets are polled from the outbox, so no call waits on labelling:
+    every stream applies updates, no upload times out, no packet is lost, and the report
+    shows how long labels took."""
+    config = FleetConfig(clients=3, duration_s=30.0, speed=1.0, cache_dir=cache_dir, seed_base=540,
+                         teacher="tests.teacher_plugins:lagging_colour", teacher_cpus=0.5, teacher_batch=32,
+                         teacher_eval_every=1000, call_timeout_s=10.0, lockstep=True,
+                         checkpoint_store=str(tmp_path / "store"))
+    result = run_fleet(config)
+    assert result.failed == {}
+    summary = summarize(result.edges, result.trainers, result.failed, 3, result.wall_s, 1.0, {}, hosts=result.hosts)
+    assert summary["streams_without_update"] == 0 and summary["upload_timeouts"] == 0
+    assert summary["p95_label_wait_s"] > config.call_timeout_s  # labels came later than any call may wait
+    for edge in result.edges:
+        assert edge["updates_applied"] >= 1, edge["stream_id"]
+        assert edge["rejected_packets"] == [] and edge["packets_missed"] == 0 and edge["upload_errors"] == []
+        assert min(edge["staleness_s"]) > config.call_timeout_s
+    for trainer in result.trainers:
+        applied = next(e["updates_applied"] for e in result.edges if e["stream_id"] == trainer["stream_id"])
+        assert trainer["packets_posted"] == applied, "every packet made was applied"
+    assert summary["packets_undelivered"] == 0
+
+
 def test_impossible_request_fails_before_anything_starts(ray_local, cache_dir):
     with pytest.raises(PlacementError, match=r"asked for 4 GPU in all \(8 trainer hosts x 0.5 GPU\) but the cluster has 1"):
         run_fleet(FleetConfig(clients=8, duration_s=10.0, gpus_per_trainer=0.5, cache_dir=cache_dir))

@@ -9,7 +9,7 @@ from ams_ray.fleet.report import machine_memory, mean_teacher_batch, stream_rows
 def _edge(sid, miou, base, staleness):
     return {"stream_id": sid, "frames": 100, "miou": miou, "pretrained_miou": base, "uplink_kbps": 20.0,
             "downlink_kbps": 10.0, "updates_applied": 3, "staleness_s": staleness, "max_lag_s": 0.1,
-            "times_s": [0.0, 1.0, 2.0], "miou_trace": [miou] * 3}
+            "times_s": [0.0, 1.0, 2.0], "miou_trace": [miou] * 3, "rejected_packets": []}
 
 
 def test_summary_and_files(tmp_path):
@@ -77,3 +77,29 @@ def test_truth_teacher_and_the_teachers_busy_time_are_reported_apart():
     assert summary["teacher_busy_fraction"] == pytest.approx((2.0 + 2.0 + 1.0) / (10.0 * 2))
     rows = stream_rows(edges, trainers, {})
     assert rows[0]["miou_vs_teacher"] == 85.0
+
+
+def test_overload_is_counted_where_a_reader_looks_first():
+    """A stream that applied nothing, an upload that timed out, a packet resent and one never
+    received, chunks shed and rates cut: each is a field of the summary."""
+    edges = [{**_edge("s0", 80.0, 70.0, [1.0]), "upload_timeouts": 2, "packets_missed": 1,
+              "rejected_packets": ["base version"]},
+             {**_edge("s1", 70.0, 70.0, []), "updates_applied": 0, "teacher_evaluations_shed": 5}]
+    trainers = [{"stream_id": "s0", "train_seconds": 1.0, "teacher_batches": [4] * 8, "restarted": False,
+                 "unlabelled_chunks": 0, "checkpoint": {"written": 1}, "rounds": 5, "packets_posted": 5,
+                 "packets_resent": 1, "shed_chunks": 0, "rate_cuts": 3, "max_label_backlog": 2,
+                 "label_wait_s": [1.0, 30.0]},
+                {"stream_id": "s1", "train_seconds": 0.0, "teacher_batches": [4] * 2, "restarted": False,
+                 "unlabelled_chunks": 0, "checkpoint": {"written": 0}, "rounds": 1, "packets_posted": 1,
+                 "packets_resent": 0, "shed_chunks": 4, "rate_cuts": 6, "max_label_backlog": 5, "label_wait_s": []}]
+    summary = summarize(edges, trainers, {}, 2, 10.0, 1.0, {},
+                        teacher_load={"capacity_fps": 1.7, "demand_fps": 4.0, "training_demand_fps": 3.0},
+                        capacity_warnings=["teacher over capacity: ..."])
+    assert (summary["streams_without_update"], summary["streams_without_update_ids"]) == (1, ["s1"])
+    assert (summary["upload_timeouts"], summary["packets_resent"], summary["packets_missed"]) == (2, 1, 1)
+    assert summary["packets_undelivered"] == 6 - 3 - 1  # s1's packet never came; s0's 5 = 3 applied + 1 refused + 1
+    assert (summary["shed_chunks"], summary["rate_cuts"], summary["max_label_backlog"]) == (4, 9, 5)
+    assert summary["teacher_scoring_shed"] == 5 and summary["teacher_training_frames"] == 10
+    assert summary["p95_label_wait_s"] == pytest.approx(28.55)
+    assert summary["teacher_capacity_frames_per_s"] == 1.7 and summary["teacher_demand_frames_per_s"] == 4.0
+    assert summary["capacity_warnings"] == ["teacher over capacity: ..."]

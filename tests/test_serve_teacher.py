@@ -130,3 +130,31 @@ def test_a_replica_whose_teacher_keeps_failing_is_replaced(teacher):
             break
         time.sleep(1.0)
     assert teacher_replicas() not in ([], [before])
+
+
+def test_training_requests_overtake_waiting_scoring_requests_and_scoring_is_shed(teacher):
+    """The slow teacher (2 s a batch of 4) has 12 scoring frames queued when 4 training frames
+    come: at most one batch of scoring is labelled before them (the one already running), and
+    scoring frames beyond the 4 that may wait are shed with ScoringShed. Order, not time."""
+    from ams_ray.teach.label_queue import ScoringShed
+
+    handle = teacher("tests.teacher_plugins:slow_colour", max_batch_size=4, batch_wait_s=0.05)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    scoring = [handle.label.remote((None, i, frame), "scoring") for i in range(12)]
+    for _ in range(120):  # every scoring request is at the replica before training is asked
+        if handle.load.remote().result(timeout_s=60)["arrived"]["scoring"] == 12:
+            break
+        time.sleep(0.5)
+    training = [handle.label.remote((None, 100 + i, frame), "training") for i in range(4)]
+    for response in training:
+        assert response.result(timeout_s=120)[1] == 4
+    outcomes = []
+    for response in scoring:
+        try:
+            outcomes.append(response.result(timeout_s=120)[1])
+        except ScoringShed:
+            outcomes.append("shed")
+    load = handle.load.remote().result(timeout_s=60)
+    batches = load["recent_batches"]
+    assert ("training", 4) in batches[:2], f"training waited behind more than the running batch: {batches}"
+    assert outcomes.count("shed") == load["shed"] >= 4 and all(o == "shed" or o <= 4 for o in outcomes)

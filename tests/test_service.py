@@ -178,6 +178,17 @@ def test_every_bad_request_is_refused_and_changes_nothing(service, video):
     assert service.status("cam-c", token_c)["chunks"] == 0
 
 
+def _labelled(service: Service, device_id: str, token: str, chunks: int, attempts: int = 120) -> dict:
+    """The stream's status once `chunks` chunks are labelled (an upload is answered before its
+    labels): a bounded wait, not a timed assertion."""
+    for _ in range(attempts):
+        status = service.status(device_id, token)
+        if status["chunks"] >= chunks:
+            return status
+        time.sleep(0.5)
+    return status
+
+
 def test_a_flooding_device_is_rate_limited(service):
     token = service.add_device("cam-flood")
     codes = [requests.get(f"{service.url}/v1/streams/cam-flood", headers=_auth(token), timeout=120)

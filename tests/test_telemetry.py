@@ -4,8 +4,8 @@ import re
 
 from ams_ray.telemetry import BY_NAME, CATALOGUE, exported_series
 
-UNITS = ("_seconds", "_bytes", "_ratio", "_frames_per_second", "_size", "_requests")
-BOUNDED_LABELS = {"stream", "deployment", "component", "kind"}
+UNITS = ("_seconds", "_bytes", "_ratio", "_frames_per_second", "_size", "_requests", "_chunks")
+BOUNDED_LABELS = {"stream", "deployment", "component", "kind", "purpose"}
 
 
 def test_names_are_unique_snake_case_and_prefixed():

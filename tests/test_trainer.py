@@ -22,7 +22,7 @@ from ams_ray.wire.messages import SampleChunk
 from serve.teacher import APP_NAME, teacher_app
 
 FPS = 15
-SPECS = {"stream-a": SyntheticSpec(61, 40.0, 64, 128), "stream-b": SyntheticSpec(62, 40.0, 64, 128)}
+SPECS = {"stream-a": SyntheticSpec(61, 60.0, 64, 128), "stream-b": SyntheticSpec(62, 40.0, 64, 128)}
 
 
 def _chunks(stream_id: str, count: int) -> list[bytes]:
@@ -63,26 +63,65 @@ def host(teacher_and_coordinator, tmp_path):
     ray.kill(actor)
 
 
+def _settled(host, stream_ids, attempts: int = 300) -> None:
+    """Wait (bounded) until the host has labelled and trained every chunk it accepted."""
+    for _ in range(attempts):
+        if not any(ray.get(host.pending_work.remote(sid, 10**6), timeout=60) for sid in stream_ids):
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"chunks still pending after {attempts} s")
+
+
+def _packets(host, stream_id: str) -> list[tuple[int, bytes, int]]:
+    """Every packet in the stream's outbox, oldest first, as a device polling from 0 gets them."""
+    packets, after = [], 0
+    while (reply := ray.get(host.next_packet.remote(stream_id, after, None, 0.5), timeout=60)) is not None:
+        packets.append(reply)
+        after = reply[0]
+    return packets
+
+
 def test_each_stream_keeps_its_own_order_state_and_packets(host):
-    """Three chunks of each stream sent at once: each stream's arrive in order (no chunk
-    counted duplicate or missing), and each stream gets its own packet for its due round."""
+    """Three chunks of each stream sent at once, each answered before it is labelled: each
+    stream's are taken in order (no chunk counted duplicate or missing), and each stream's
+    outbox holds its own packets for its due rounds."""
     student = build_student("tiny", NUM_CLASSES)
     layout = ParamLayout(tuple(n for n, _ in student.named_parameters()),
                          tuple(tuple(p.shape) for _, p in student.named_parameters()))
-    refs = {sid: [host.receive_chunk.remote(sid, c) for c in _chunks(sid, 3)] for sid in SPECS}
+    refs = {sid: [host.submit_chunk.remote(sid, c) for c in _chunks(sid, 3)] for sid in SPECS}
     replies = {sid: ray.get(r, timeout=300) for sid, r in refs.items()}
+    assert all(outcome == "accepted" and rate > 0 for sid in SPECS for outcome, rate in replies[sid])
+    _settled(host, SPECS)
     stats = {s["stream_id"]: s for s in ray.get(host.stats.remote(), timeout=60)["streams"]}
     for sid in SPECS:
         assert (stats[sid]["chunks"], stats[sid]["duplicate_chunks"], stats[sid]["missing_chunks"]) == (3, 0, 0)
-        packets = [decode_packet(p, layout) for _, p in replies[sid] if p is not None]
+        packets = [decode_packet(p, layout) for _, p, _ in _packets(host, sid)]
         assert len(packets) == stats[sid]["rounds"] >= 1
         assert [p.stream_id for p in packets] == [sid] * len(packets)
         assert [p.sequence for p in packets] == list(range(1, len(packets) + 1))
 
 
-def test_a_stream_the_host_does_not_hold_is_refused_by_name(host):
-    with pytest.raises(ray.exceptions.RayTaskError, match="does not hold stream 'stream-z'"):
-        ray.get(host.receive_chunk.remote("stream-z", _chunks("stream-a", 1)[0]), timeout=60)
+def test_a_packet_asked_for_again_is_resent_and_counted(host):
+    """A device whose poll reply was lost asks again from the same packet: it gets the same
+    packet, and the host counts one resend."""
+    sid = "stream-a"
+    for chunk in _chunks(sid, 2):
+        ray.get(host.submit_chunk.remote(sid, chunk), timeout=300)
+    _settled(host, [sid])
+    first = ray.get(host.next_packet.remote(sid, 0, None, 5.0), timeout=60)
+    again = ray.get(host.next_packet.remote(sid, 0, None, 5.0), timeout=60)
+    assert first is not None and again == first
+    (stream,) = [s for s in ray.get(host.stats.remote(), timeout=60)["streams"] if s["stream_id"] == sid]
+    assert stream["packets_resent"] == 1
+
+
+def test_a_replayed_chunk_changes_nothing(host):
+    chunk = _chunks("stream-b", 1)[0]
+    assert ray.get(host.submit_chunk.remote("stream-b", chunk), timeout=300)[0] == "accepted"
+    assert ray.get(host.submit_chunk.remote("stream-b", chunk), timeout=300)[0] == "replayed"
+    _settled(host, ["stream-b"])
+    (stream,) = [s for s in ray.get(host.stats.remote(), timeout=60)["streams"] if s["stream_id"] == "stream-b"]
+    assert (stream["chunks"], stream["duplicate_chunks"]) == (1, 0)
 
 
 def _stats_after_restart(host, attempts: int = 60) -> dict:
@@ -100,12 +139,39 @@ def test_a_restarted_host_resumes_every_stream_it_held(host):
     """After each stream's device applied packet 1, the host is killed; Ray restarts it and
     both streams come back from their own checkpoints."""
     for sid in SPECS:
-        replies = [ray.get(host.receive_chunk.remote(sid, c), timeout=300) for c in _chunks(sid, 2)]
-        assert replies[-1][1] is not None, "chunk 2 closes the first training period"
-        ray.get(host.acknowledge.remote(sid, 1, 1), timeout=60)
+        for chunk in _chunks(sid, 2):
+            ray.get(host.submit_chunk.remote(sid, chunk), timeout=300)
+        _settled(host, [sid])
+        assert [p[0] for p in _packets(host, sid)] == [1], "chunk 2 closes the first training period"
+        assert ray.get(host.next_packet.remote(sid, 1, 1, 0.1), timeout=60) is None  # acknowledges packet 1
     before = {s["stream_id"]: s["checkpoint"]["written"] for s in ray.get(host.stats.remote(), timeout=60)["streams"]}
     assert before == {"stream-a": 1, "stream-b": 1}
     ray.kill(host, no_restart=False)
     report = _stats_after_restart(host)
     assert report["restarted"]
     assert {s["stream_id"]: s["resumed_from_packet"] for s in report["streams"]} == {"stream-a": 1, "stream-b": 1}
+
+
+def test_a_stream_whose_labels_lag_is_told_to_sample_less_and_sheds_past_its_bound(teacher_and_coordinator,
+                                                                                     tmp_path):
+    """A teacher that takes 20 s a batch holds chunk 1; chunks 2-6, sent one after another,
+    are each answered at once: while more than one waits the rate halves per chunk waiting,
+    down to the floor, and the fifth one waiting (chunk 6) is shed."""
+    _, coordinator = teacher_and_coordinator
+    stalled = serve.run(teacher_app("tests.teacher_plugins:stalled_colour", num_cpus=0.5), name="stalled-teacher",
+                        route_prefix=None)
+    config = AmsConfig.for_profile("cpu").with_overrides(video={"height": 64, "width": 128})
+    settings = TrainerSettings(str(tmp_path / "store"), None, 120.0, label_backlog_chunks=4)
+    actor = TrainerHost.options(num_cpus=0.5, max_restarts=0).remote(
+        "trainer-lag", [("stream-a", None)], StudentSpec("tiny"), NUM_CLASSES, config.model_dump_json(),
+        "ams_gg10", stalled, coordinator, settings)
+    try:
+        replies = [ray.get(actor.submit_chunk.remote("stream-a", c), timeout=120) for c in _chunks("stream-a", 6)]
+        (stream,) = ray.get(actor.stats.remote(), timeout=60)["streams"]
+    finally:
+        ray.kill(actor)
+        serve.delete("stalled-teacher")
+    rate, floor = config.sampling.initial_rate_fps, config.sampling.min_rate_fps
+    assert [outcome for outcome, _ in replies] == ["accepted"] * 5 + ["shed"]
+    assert [r for _, r in replies] == [rate, rate, rate / 2, rate / 4, max(floor, rate / 8), max(floor, rate / 16)]
+    assert stream["max_label_backlog"] == 5 and stream["rate_cuts"] == 4

@@ -57,7 +57,11 @@ class FleetConfig:
     checkpoint_window_s: float | None = None  # newest seconds of the labelled window kept (None: all)
     trainer_restarts: int = 3
     turn_lease_s: float = 120.0
-    call_timeout_s: float = 120.0  # any single remote call a stream waits on
+    call_timeout_s: float = 120.0  # any single remote call a stream waits on (an upload, a poll, a turn)
+    label_timeout_s: float = 300.0  # a chunk's labels (queued behind other streams' training frames)
+    label_backlog_chunks: int = 4  # per stream, chunks waiting for labels before the next is shed
+    drain_s: float = 120.0  # after its last upload, how long a device waits for its last packets
+    capacity_check_s: float = 60.0  # wall seconds after the start when demand is first held against capacity
     deadline_s: float | None = None  # default: see FleetPlan.deadline_s
     faults: list[Fault] = field(default_factory=list)
     transport: str = "ray"  # "http": devices run the standalone client against the ingress (serve/ingress.py)
@@ -179,6 +183,8 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
         demands=[Demand("trainer host", host_count, trainer), Demand("edge", config.clients, edge),
                  Demand("teacher replica", teacher_replicas, teacher)],
         trainer_settings=TrainerSettings(f"{store.rstrip('/')}/{run_id}", config.checkpoint_window_s,
-                                         config.call_timeout_s, fused, config.fusion_window_s),
+                                         config.call_timeout_s, fused, config.fusion_window_s,
+                                         label_timeout_s=config.label_timeout_s,
+                                         label_backlog_chunks=config.label_backlog_chunks),
         deadline_s=config.deadline_s or default_deadline_s(config.duration_s, config.speed),
     )

@@ -80,14 +80,19 @@ def http_figures(edges: list[dict]) -> dict:
 
 def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], clients: int, wall_s: float,
               speed: float, memory: dict, period_s: float = 10.0, hosts: list[dict] | None = None,
-              teacher: str = "", teacher_replicas: int = 1, server_cpu_s: dict[str, float] | None = None) -> dict:
+              teacher: str = "", teacher_replicas: int = 1, server_cpu_s: dict[str, float] | None = None,
+              teacher_load: dict | None = None, capacity_warnings: list[str] | None = None) -> dict:
     """The run's headline figures. Staleness is in wall seconds; `p95_staleness_video_s`
     (x speed) compares it with the training period, which is in video seconds. `memory`
     comes from `machine_memory`; `hosts` are the trainer hosts' reports (one per process).
     mIoU is against the truth; `mean_miou_vs_teacher` against the teacher's labels of a sample
     of the same frames, and `teacher_miou` is the teacher against the truth there. `server_cpu_s`:
     CPU seconds over the run of the teacher and of the trainer hosts, whose ratio is the share
-    of the server's CPU the teacher takes."""
+    of the server's CPU the teacher takes. `teacher_load`: one teacher replica's counts over
+    the run (`CapacityWatch.run_load`); `capacity_warnings`: what the run said about overload.
+    The overload block (streams without an update, timeouts, resent, missed and shed) is what
+    a run past capacity shows first."""
+    teacher_load = teacher_load or {}
     server_cpu_s = server_cpu_s or {}
     server_cpu = server_cpu_s.get("teacher", math.nan) + server_cpu_s.get("trainers", math.nan)
     staleness = [s for e in edges for s in e["staleness_s"]]
@@ -156,6 +161,31 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
         "streams_restarted": sum(t["restarted"] for t in trainers),  # streams that resumed in one
         "unlabelled_chunks": sum(t["unlabelled_chunks"] for t in trainers),
         "checkpoints_written": sum(t["checkpoint"]["written"] for t in trainers),
+        # --- overload: what a run past capacity shows first
+        "mean_updates_applied": float(np.mean([e["updates_applied"] for e in ok])) if ok else math.nan,
+        "streams_without_update": sum(1 for e in ok if e["updates_applied"] == 0),
+        "streams_without_update_ids": sorted(e["stream_id"] for e in ok if e["updates_applied"] == 0),
+        "rounds": rounds,
+        "upload_timeouts": sum(e.get("upload_timeouts", 0) for e in edges),
+        "poll_failures": sum(e.get("poll_failures", 0) for e in edges),
+        "packets_resent": sum(t.get("packets_resent", 0) for t in trainers),
+        "packets_missed": sum(e.get("packets_missed", 0) for e in edges),
+        # made by a trainer, never received by its device (a run's last packets, when the drain ends first)
+        "packets_undelivered": sum(t.get("packets_posted", 0) for t in trainers
+                                   if t["stream_id"] in {e["stream_id"] for e in edges})
+        - sum(e["updates_applied"] + len(e["rejected_packets"]) for e in edges),
+        "rejected_packets": sum(len(e["rejected_packets"]) for e in edges),
+        "shed_chunks": sum(t.get("shed_chunks", 0) for t in trainers),
+        "rate_cuts": sum(t.get("rate_cuts", 0) for t in trainers),
+        "max_label_backlog": max((t.get("max_label_backlog", 0) for t in trainers), default=0),
+        # wall seconds from a chunk entering its stream's backlog to its labels
+        "p95_label_wait_s": _percentile([w for t in trainers for w in t.get("label_wait_s", [])], 95),
+        "teacher_training_frames": len(batches),
+        "teacher_scoring_shed": sum(e.get("teacher_evaluations_shed", 0) for e in edges),
+        "teacher_capacity_frames_per_s": teacher_load.get("capacity_fps", math.nan),
+        "teacher_demand_frames_per_s": teacher_load.get("demand_fps", math.nan),
+        "teacher_training_demand_frames_per_s": teacher_load.get("training_demand_fps", math.nan),
+        "capacity_warnings": list(capacity_warnings or []),
         "wall_s": wall_s,
         "speed": speed,
     }

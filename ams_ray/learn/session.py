@@ -40,6 +40,7 @@ class SessionStats:
     duplicate_chunks: int = 0
     missing_chunks: int = 0
     unlabelled_chunks: int = 0  # chunks the teacher failed to label (skipped, counted)
+    shed_chunks: int = 0  # chunks the server chose not to label, its labelling backlog being full
     resyncs: int = 0  # times the device held a model the server did not (see OnlineDistiller.reconcile)
     rate_history: list[tuple[float, float]] = field(default_factory=list)
     period_history: list[tuple[float, float]] = field(default_factory=list)
@@ -111,6 +112,13 @@ class StreamSession:
         self.window = FrameWindow(self.window.horizon_s)
         self._last_label = None
         self.atr.next_due_s = now_s + self.atr.period_s
+
+    def shed(self, chunk: SampleChunk) -> None:
+        """A chunk the server did not label (its backlog was full): its number is taken, so the
+        next chunk is no gap, and nothing else of it is kept."""
+        self.stats.missing_chunks += max(0, chunk.sequence - self._last_sequence - 1)
+        self._last_sequence = max(self._last_sequence, chunk.sequence)
+        self.stats.shed_chunks += 1
 
     def unlabelled(self, chunk: SampleChunk, error: Exception) -> float:
         """The teacher gave up on an accepted chunk: skip it, count it, keep the rate."""

@@ -14,7 +14,9 @@ class TrainerSettings:
 
     checkpoint_url: str
     checkpoint_window_s: float | None
-    call_timeout_s: float  # a teacher request, a training turn, the coordinator's answer
+    call_timeout_s: float  # a training turn, the coordinator's answer
     fused: bool = False
     fusion_window_s: float = 0.25
     idle_retire_s: float | None = None  # a stream no device touched this long is closed (checkpoint kept)
+    label_timeout_s: float = 300.0  # a chunk's labels from the teacher (training frames are served first)
+    label_backlog_chunks: int = 4  # per stream, chunks waiting for labels before the next is shed

@@ -1,0 +1,126 @@
+"""Demand held against capacity while a run goes, and why a run that helped no one failed.
+
+Pure functions of plain numbers (the teacher replica's and the trainer hosts' own counts),
+so the driver can ask early, in the first minutes of a run, whether what the streams ask
+fits what the server has, and say what speed or layout would fit; and so that the verdict
+on a finished run is tested without Ray.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+FIT_MARGIN = 0.8  # a suggested speed leaves this fraction of capacity in use, not all of it
+
+
+@dataclass(frozen=True)
+class TeacherLoad:
+    """One teacher replica's counts over an interval (differences of two `load()` replies)."""
+
+    training_frames_asked: int  # arrived at the teacher for training
+    scoring_frames_asked: int
+    frames_served: int
+    scoring_shed: int
+    busy_s: float
+    elapsed_s: float
+
+    @classmethod
+    def between(cls, before: dict, after: dict) -> "TeacherLoad":
+        return cls(after["arrived"]["training"] - before["arrived"]["training"],
+                   after["arrived"]["scoring"] - before["arrived"]["scoring"],
+                   sum(after["served"].values()) - sum(before["served"].values()),
+                   after["shed"] - before["shed"], after["busy_s"] - before["busy_s"],
+                   after["uptime_s"] - before["uptime_s"])
+
+    @property
+    def capacity_fps(self) -> float:
+        """Frames per second it labels while busy: what one replica can do flat out."""
+        return self.frames_served / self.busy_s if self.busy_s > 0 else math.nan
+
+    @property
+    def training_demand_fps(self) -> float:
+        return self.training_frames_asked / self.elapsed_s if self.elapsed_s > 0 else math.nan
+
+    @property
+    def demand_fps(self) -> float:
+        return (self.training_frames_asked + self.scoring_frames_asked) / self.elapsed_s if self.elapsed_s > 0 \
+            else math.nan
+
+
+@dataclass(frozen=True)
+class TrainerLoad:
+    """The trainer hosts' counts over an interval, summed over hosts."""
+
+    rounds: int
+    train_cpu_s: float  # the training threads' CPU time for those rounds
+    slots: int  # training steps the hosts' accelerators run at once (cores of CPU nodes, one per GPU)
+    shed_chunks: int
+    rate_cuts: int
+
+
+@dataclass(frozen=True)
+class RunShape:
+    streams: int
+    speed: float
+    period_s: float  # video seconds between a stream's rounds (ATR may stretch it: this is the most asked)
+    teacher_replicas: int
+
+
+def teacher_warnings(load: TeacherLoad, shape: RunShape) -> list[str]:
+    """What the teacher cannot keep up with, and the speed or replicas that would fit."""
+    capacity, training = load.capacity_fps, load.training_demand_fps
+    if math.isnan(capacity) or math.isnan(training):
+        return []
+    warnings = []
+    if training > capacity:
+        speed = shape.speed * FIT_MARGIN * capacity / training
+        replicas = math.ceil(shape.teacher_replicas * training / (FIT_MARGIN * capacity))
+        warnings.append(f"teacher over capacity: the streams ask {training:.2f} training frames/s and one replica "
+                        f"labels {capacity:.2f} frames/s flat out; chunks wait and their devices are told to sample "
+                        f"less. Fits at --speed {speed:.3g}, or with --teacher-replicas {replicas} on free cores "
+                        f"(or --teacher-gpus 1)")
+    elif load.scoring_shed:
+        share = load.scoring_shed / max(1, load.scoring_frames_asked)
+        warnings.append(f"teacher saturated: {load.scoring_shed} scoring frames ({share:.0%}) were shed to keep "
+                        f"training labels flowing (mIoU against the teacher rests on fewer frames); training "
+                        f"frames fit ({training:.2f} asked, {capacity:.2f} frames/s possible)")
+    return warnings
+
+
+def trainer_warnings(load: TrainerLoad, shape: RunShape) -> list[str]:
+    """Whether the rounds the streams make due fit the training slots, and what would."""
+    if load.rounds == 0 or load.slots == 0:
+        return []
+    cpu_per_round = load.train_cpu_s / load.rounds
+    rounds_per_s = shape.streams * shape.speed / shape.period_s
+    demand = rounds_per_s * cpu_per_round  # busy slots needed
+    if demand <= load.slots:
+        return []
+    speed = shape.speed * FIT_MARGIN * load.slots / demand
+    streams = max(1, math.floor(shape.streams * FIT_MARGIN * load.slots / demand))
+    return [f"trainers over capacity: {shape.streams} streams make {rounds_per_s:.2f} rounds due per second at "
+            f"{cpu_per_round:.2f} CPU-s each, {demand:.1f} training slots busy against {load.slots}; updates will "
+            f"arrive late. Fits at --speed {speed:.3g}, or with --clients {streams}, or on more cores or GPUs"]
+
+
+def no_update_reason(summary: dict) -> str | None:
+    """Why no stream got an update, when none did (None otherwise): a run that helped no
+    device failed, whatever else completed."""
+    completed = summary.get("completed", 0)
+    if not completed or summary.get("streams_without_update", 0) < completed:
+        return None
+    causes = []
+    if summary.get("rounds", 0) == 0:
+        labelled = summary.get("teacher_training_frames", 0)
+        causes.append("no training round ran" + (
+            f": the teacher labelled no training frame ({summary.get('unlabelled_chunks', 0)} chunks unlabelled, "
+            f"{summary.get('shed_chunks', 0)} shed)" if not labelled else
+            f" (the teacher labelled {labelled} training frames; a stream's first round needs a full training "
+            "period of labelled video)"))
+    else:
+        causes.append(f"{summary['rounds']} rounds trained, but no packet was applied "
+                      f"({summary.get('rejected_packets', 0)} refused, {summary.get('packets_missed', 0)} missed, "
+                      f"{summary.get('poll_failures', 0)} failed polls)")
+    causes += summary.get("capacity_warnings", [])
+    return f"no stream applied an update ({completed} completed): " + "; ".join(causes)
