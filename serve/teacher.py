@@ -31,7 +31,8 @@ from ams_ray.teach.teachers import TeacherPool
 DEPLOYMENT_NAME = "Teacher"
 APP_NAME = "ams-teacher"
 UNHEALTHY_AFTER_FAILED_BATCHES = 3  # in a row: the replica's teacher is broken, not one request
-MAX_SCORING_WAIT_S = 20.0  # a scoring frame older than this is stale: shed, not labelled
+MAX_SCORING_WAIT_S = 20.0  # a scoring frame that waited this long behind training is shed, not labelled
+SCORING_BATCHES_WAITING = 16  # scoring frames kept waiting, in batches: a bound on memory, not on load
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
@@ -44,7 +45,7 @@ class TeacherDeployment:
 
             torch.set_num_threads(threads)
         self.batch_wait_s = batch_wait_s
-        self.queue = LabelQueue(max_batch_size, max_scoring_waiting=max_batch_size,
+        self.queue = LabelQueue(max_batch_size, max_scoring_waiting=SCORING_BATCHES_WAITING * max_batch_size,
                                 max_scoring_wait_s=max_scoring_wait_s)
         self.busy_s = 0.0  # seconds spent inside batches
         self.started = time.monotonic()
@@ -137,6 +138,7 @@ def teacher_app(
     custom_resources: dict[str, float] | None = None,
     max_replicas: int | None = None,
     autoscaling: dict[str, float] | None = None,
+    max_scoring_wait_s: float = MAX_SCORING_WAIT_S,
 ):
     """The bound application. `max_ongoing_requests` is far above the batch: the replica's own
     queue (`LabelQueue`) decides what is labelled first and sheds scoring frames, which it can
@@ -146,7 +148,8 @@ def teacher_app(
     overloaded machine, with a limit of 16, had 35 training frames labelled against 1053
     scoring frames). With `max_replicas`, Serve autoscales from `replicas` up to it, aiming at
     one full batch ongoing per replica; `autoscaling` sets any other field of Serve's
-    `autoscaling_config` (e.g. `upscale_delay_s`, 30 s by default)."""
+    `autoscaling_config` (e.g. `upscale_delay_s`, 30 s by default). A scoring frame is shed
+    when it has waited `max_scoring_wait_s` behind training: load, not a burst, sheds it."""
     device = "cuda" if num_gpus > 0 else "cpu"
     scaling = ({"autoscaling_config": {"min_replicas": replicas, "max_replicas": max_replicas,
                                        "target_ongoing_requests": max_batch_size, **(autoscaling or {})}}
@@ -155,4 +158,4 @@ def teacher_app(
         **scaling,
         max_ongoing_requests=max(64 * max_batch_size, 256),
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": custom_resources or {}},
-    ).bind(read_spec(spec), max_batch_size, batch_wait_s, device, max(1, round(num_cpus)))
+    ).bind(read_spec(spec), max_batch_size, batch_wait_s, device, max(1, round(num_cpus)), max_scoring_wait_s)

@@ -135,10 +135,11 @@ def test_a_replica_whose_teacher_keeps_failing_is_replaced(teacher):
 def test_training_requests_overtake_waiting_scoring_requests_and_scoring_is_shed(teacher):
     """The slow teacher (2 s a batch of 4) has 12 scoring frames queued when 4 training frames
     come: at most one batch of scoring is labelled before them (the one already running), and
-    scoring frames beyond the 4 that may wait are shed with ScoringShed. Order, not time."""
+    scoring frames that then waited more than 3 s behind training are shed with ScoringShed."""
     from ams_ray.teach.label_queue import ScoringShed
 
-    handle = teacher("tests.teacher_plugins:slow_colour", max_batch_size=4, batch_wait_s=0.05)
+    handle = teacher("tests.teacher_plugins:slow_colour", max_batch_size=4, batch_wait_s=0.05,
+                     max_scoring_wait_s=3.0)
     frame = np.zeros((16, 16, 3), np.uint8)
     scoring = [handle.label.remote((None, i, frame), "scoring") for i in range(12)]
     for _ in range(120):  # every scoring request is at the replica before training is asked
@@ -157,4 +158,4 @@ def test_training_requests_overtake_waiting_scoring_requests_and_scoring_is_shed
     load = handle.load.remote().result(timeout_s=60)
     batches = load["recent_batches"]
     assert ("training", 4) in batches[:2], f"training waited behind more than the running batch: {batches}"
-    assert outcomes.count("shed") == load["shed"] >= 4 and all(o == "shed" or o <= 4 for o in outcomes)
+    assert outcomes.count("shed") == load["shed"] >= 1 and all(o == "shed" or o <= 4 for o in outcomes)

@@ -68,6 +68,8 @@ class HttpDevice:
         self.uploads: queue.Queue[SampleChunk | None] = queue.Queue(UPLOAD_QUEUE)
         self.dropped_chunks = 0
         self.replayed_chunks = 0
+        self.shed_chunks = 0  # uploads the server took without labelling (its backlog for this stream was full)
+        self.packets_missed = 0  # packet numbers skipped: superseded before this device polled
         self.after = 0  # newest packet number seen (applied or refused)
         self.failure: str | None = None
         self.fps = 0.0
@@ -150,7 +152,9 @@ class HttpDevice:
                 continue
             if reply["outcome"] == "replayed":
                 self.replayed_chunks += 1
-            elif reply.get("sampling_rate_fps"):
+                continue
+            self.shed_chunks += reply["outcome"] == "shed"  # taken, not labelled: the server's backlog was full
+            if reply.get("sampling_rate_fps"):
                 self.client.set_sampling_rate(reply["sampling_rate_fps"])
 
     def _poll_loop(self) -> None:
@@ -164,7 +168,10 @@ class HttpDevice:
                 return
             if reply is None:
                 continue
-            self.after, packet, due_chunk = reply
+            sequence, packet, due_chunk = reply
+            if self.after and sequence > self.after + 1:
+                self.packets_missed += sequence - self.after - 1  # gone from the server's outbox: superseded
+            self.after = sequence
             with self.model_lock:
                 applied = self.client.apply_packet(packet)
             if applied:
@@ -190,6 +197,7 @@ class HttpDevice:
                 "uplink_bytes": c.bandwidth.uplink_bytes, "downlink_bytes": c.bandwidth.downlink_bytes,
                 "uplink_kbps": c.bandwidth.uplink_kbps(duration), "downlink_kbps": c.bandwidth.downlink_kbps(duration),
                 "dropped_chunks": self.dropped_chunks, "replayed_chunks": self.replayed_chunks,
+                "shed_chunks": self.shed_chunks, "packets_missed": self.packets_missed,
                 "staleness_s": self.staleness_s, "applied_wall": self.applied_wall, "max_lag_s": self.max_lag_s,
                 "times_s": c.trace.times_s, "miou_trace": c.trace.values,
                 "http": self.stats.report(), "torch_loaded": sys.modules.get("torch") is not None,
