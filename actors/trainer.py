@@ -270,6 +270,7 @@ class TrainerHost(DeviceStreams):
         return {"accelerator": self.accelerator, "slots": self.slots,
                 "rounds": sum(s.session.stats.rounds for s in streams),
                 "train_cpu_s": sum(s.train_cpu_seconds for s in streams),
+                "train_s": sum(s.train_seconds for s in streams),
                 "shed_chunks": sum(s.session.stats.shed_chunks for s in streams),
                 "rate_cuts": sum(s.rate_cuts for s in streams)}
 

@@ -78,5 +78,5 @@ class CapacityWatch:
             return None
         slots = {load["accelerator"]: load["slots"] for load in loads}  # hosts sharing a node share its cores
         return TrainerLoad(sum(l["rounds"] for l in loads), sum(l["train_cpu_s"] for l in loads),
-                           sum(slots.values()), sum(l["shed_chunks"] for l in loads),
+                           sum(l["train_s"] for l in loads), sum(slots.values()), sum(l["shed_chunks"] for l in loads),
                            sum(l["rate_cuts"] for l in loads))

@@ -34,12 +34,21 @@ def test_a_teacher_within_capacity_says_nothing():
 
 def test_trainers_that_cannot_train_every_due_round_say_what_fits():
     # 64 streams x 0.125 / 10 s = 0.8 rounds/s at 3 CPU-s each: 2.4 slots busy against 2
-    (warning,) = trainer_warnings(TrainerLoad(rounds=10, train_cpu_s=30.0, slots=2, shed_chunks=0, rate_cuts=0),
-                                  SHAPE)
+    (warning,) = trainer_warnings(TrainerLoad(rounds=10, train_cpu_s=30.0, train_s=35.0, slots=2, shed_chunks=0,
+                                              rate_cuts=0), SHAPE)
     assert "2.4 training slots busy against 2" in warning
     assert "--speed 0.0833" in warning and "--clients 42" in warning
-    assert trainer_warnings(TrainerLoad(10, 10.0, 2, 0, 0), SHAPE) == []
-    assert trainer_warnings(TrainerLoad(0, 0.0, 2, 0, 0), SHAPE) == [], "nothing measured yet"
+    assert trainer_warnings(TrainerLoad(10, 10.0, 12.0, 2, 0, 0), SHAPE) == []
+    assert trainer_warnings(TrainerLoad(0, 0.0, 0.0, 2, 0, 0), SHAPE) == [], "nothing measured yet"
+
+
+def test_trainers_whose_rounds_wait_for_a_core_say_so():
+    """The 64-stream run of this machine: 1.36 CPU-s a round took 6.25 s of wall time."""
+    (warning,) = trainer_warnings(TrainerLoad(rounds=100, train_cpu_s=136.0, train_s=625.0, slots=2, shed_chunks=0,
+                                              rate_cuts=0), SHAPE)
+    assert warning.startswith("trainers short of CPU: a round takes 6.2 s of wall time for 1.36 CPU-s, so its "
+                              "thread runs 22% of the time")
+    assert "--speed 0.0272" in warning
 
 
 def test_a_run_where_no_stream_applied_an_update_names_why():

@@ -88,13 +88,13 @@ def test_a_teacher_slower_than_the_call_timeout_still_updates_every_stream(ray_l
     chunk is taken and packets are polled from the outbox, so no call waits on labelling:
     every stream applies updates, no upload times out, no packet is lost, and the report
     shows how long labels took."""
-    config = FleetConfig(clients=3, duration_s=30.0, speed=1.0, cache_dir=cache_dir, seed_base=540,
+    config = FleetConfig(clients=2, duration_s=30.0, speed=1.0, cache_dir=cache_dir, seed_base=540,
                          teacher="tests.teacher_plugins:lagging_colour", teacher_cpus=0.5, teacher_batch=32,
                          teacher_eval_every=1000, call_timeout_s=10.0, lockstep=True,
                          checkpoint_store=str(tmp_path / "store"))
     result = run_fleet(config)
     assert result.failed == {}
-    summary = summarize(result.edges, result.trainers, result.failed, 3, result.wall_s, 1.0, {}, hosts=result.hosts)
+    summary = summarize(result.edges, result.trainers, result.failed, 2, result.wall_s, 1.0, {}, hosts=result.hosts)
     assert summary["streams_without_update"] == 0 and summary["upload_timeouts"] == 0
     assert summary["p95_label_wait_s"] > config.call_timeout_s  # labels came later than any call may wait
     for edge in result.edges:

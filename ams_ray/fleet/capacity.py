@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 FIT_MARGIN = 0.8  # a suggested speed leaves this fraction of capacity in use, not all of it
+STARVED_WALL_PER_CPU = 2.0  # a round taking this many wall seconds per CPU second waits for a core most of the time
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class TrainerLoad:
 
     rounds: int
     train_cpu_s: float  # the training threads' CPU time for those rounds
+    train_s: float  # their wall time
     slots: int  # training steps the hosts' accelerators run at once (cores of CPU nodes, one per GPU)
     shed_chunks: int
     rate_cuts: int
@@ -89,19 +91,28 @@ def teacher_warnings(load: TeacherLoad, shape: RunShape) -> list[str]:
 
 
 def trainer_warnings(load: TrainerLoad, shape: RunShape) -> list[str]:
-    """Whether the rounds the streams make due fit the training slots, and what would."""
-    if load.rounds == 0 or load.slots == 0:
+    """Whether the rounds the streams make due fit the training slots, and whether a round gets
+    a core when it runs (the teacher and emulated devices may share the trainers' cores)."""
+    if load.rounds == 0 or load.slots == 0 or load.train_cpu_s <= 0:
         return []
-    cpu_per_round = load.train_cpu_s / load.rounds
+    cpu_per_round, wall_per_round = load.train_cpu_s / load.rounds, load.train_s / load.rounds
     rounds_per_s = shape.streams * shape.speed / shape.period_s
     demand = rounds_per_s * cpu_per_round  # busy slots needed
-    if demand <= load.slots:
-        return []
-    speed = shape.speed * FIT_MARGIN * load.slots / demand
-    streams = max(1, math.floor(shape.streams * FIT_MARGIN * load.slots / demand))
-    return [f"trainers over capacity: {shape.streams} streams make {rounds_per_s:.2f} rounds due per second at "
-            f"{cpu_per_round:.2f} CPU-s each, {demand:.1f} training slots busy against {load.slots}; updates will "
-            f"arrive late. Fits at --speed {speed:.3g}, or with --clients {streams}, or on more cores or GPUs"]
+    warnings = []
+    if demand > load.slots:
+        speed = shape.speed * FIT_MARGIN * load.slots / demand
+        streams = max(1, math.floor(shape.streams * FIT_MARGIN * load.slots / demand))
+        warnings.append(f"trainers over capacity: {shape.streams} streams make {rounds_per_s:.2f} rounds due per "
+                        f"second at {cpu_per_round:.2f} CPU-s each, {demand:.1f} training slots busy against "
+                        f"{load.slots}; updates will arrive late. Fits at --speed {speed:.3g}, or with --clients "
+                        f"{streams}, or on more cores or GPUs")
+    if wall_per_round > STARVED_WALL_PER_CPU * cpu_per_round:
+        share = cpu_per_round / wall_per_round
+        warnings.append(f"trainers short of CPU: a round takes {wall_per_round:.1f} s of wall time for "
+                        f"{cpu_per_round:.2f} CPU-s, so its thread runs {share:.0%} of the time (the teacher and "
+                        f"the emulated devices share the cores); updates arrive late. Try --speed "
+                        f"{shape.speed * share:.3g}, or more cores, or the teacher on its own node or a GPU")
+    return warnings
 
 
 def no_update_reason(summary: dict) -> str | None:
