@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 FIT_MARGIN = 0.8  # a suggested speed leaves this fraction of capacity in use, not all of it
-STARVED_WALL_PER_CPU = 2.0  # a round taking this many wall seconds per CPU second waits for a core most of the time
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,9 @@ def teacher_warnings(load: TeacherLoad, shape: RunShape) -> list[str]:
 
 
 def trainer_warnings(load: TrainerLoad, shape: RunShape) -> list[str]:
-    """Whether the rounds the streams make due fit the training slots, and whether a round gets
-    a core when it runs (the teacher and emulated devices may share the trainers' cores)."""
+    """Whether the rounds the streams make due fit the training slots: in CPU time, and in the
+    wall time rounds take here (the teacher and emulated devices may share the trainers' cores,
+    so a round's thread waits for one)."""
     if load.rounds == 0 or load.slots == 0 or load.train_cpu_s <= 0:
         return []
     cpu_per_round, wall_per_round = load.train_cpu_s / load.rounds, load.train_s / load.rounds
@@ -106,12 +106,15 @@ def trainer_warnings(load: TrainerLoad, shape: RunShape) -> list[str]:
                         f"second at {cpu_per_round:.2f} CPU-s each, {demand:.1f} training slots busy against "
                         f"{load.slots}; updates will arrive late. Fits at --speed {speed:.3g}, or with --clients "
                         f"{streams}, or on more cores or GPUs")
-    if wall_per_round > STARVED_WALL_PER_CPU * cpu_per_round:
+    wall_demand = rounds_per_s * wall_per_round  # training threads busy, at the wall time rounds take here
+    if demand <= load.slots < wall_demand:
         share = cpu_per_round / wall_per_round
+        speed = shape.speed * FIT_MARGIN * load.slots / wall_demand
         warnings.append(f"trainers short of CPU: a round takes {wall_per_round:.1f} s of wall time for "
-                        f"{cpu_per_round:.2f} CPU-s, so its thread runs {share:.0%} of the time (the teacher and "
-                        f"the emulated devices share the cores); updates arrive late. Try --speed "
-                        f"{shape.speed * share:.3g}, or more cores, or the teacher on its own node or a GPU")
+                        f"{cpu_per_round:.2f} CPU-s (its thread gets a core {share:.0%} of the time; the teacher "
+                        f"and the emulated devices share the cores), so {wall_demand:.1f} training threads would "
+                        f"have to run at once against {load.slots}; updates arrive late. Fits at --speed "
+                        f"{speed:.3g}, or with more cores, or with the teacher on its own node or a GPU")
     return warnings
 
 
