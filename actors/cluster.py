@@ -31,7 +31,10 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
         )
     # MALLOC_ARENA_MAX: glibc gives every thread its own malloc arena, and torch's CPU
     # threads fragment them; capping arenas keeps each trainer's resident memory flat.
-    runtime_env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}}
+    # RAY_SERVE_*: Serve settings set here (e.g. by multi_client.py) reach the routers of the
+    # workers that call the teacher, not only the driver's.
+    runtime_env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
+                                **{k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")}}}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return

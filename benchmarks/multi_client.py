@@ -26,6 +26,7 @@ import argparse
 import glob
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,9 @@ from tqdm import tqdm  # noqa: E402
 from ams_ray.config import AmsConfig  # noqa: E402
 from ams_ray.fleet.capacity import no_update_reason  # noqa: E402
 from ams_ray.fleet.report import http_figures, machine_memory, stream_rows, summarize, write_report  # noqa: E402
+
+
+SERVE_PROBE_DEADLINE_ENV, SERVE_PROBE_DEADLINE_S = "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S", "10"
 
 
 def expand_globs(paths: list[Path]) -> list[Path]:
@@ -129,6 +133,10 @@ def _fault(text: str):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # Read when Ray Serve is imported. On a machine past capacity the teacher replica answers
+    # a router's queue-length probe after Serve's 1 s cap, and Serve then warns on every probe,
+    # blaming network latency; the run's own capacity warnings say what is wrong.
+    os.environ.setdefault(SERVE_PROBE_DEADLINE_ENV, SERVE_PROBE_DEADLINE_S)
     if args.address is None:
         from actors.loopback import use_loopback_only
 

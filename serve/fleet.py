@@ -236,6 +236,7 @@ def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
     fired: list[tuple[Fault, float]] = []
     reports: list[dict] = []
     pending = list(runs)
+    last_progress: dict[str, int] = {}
     deadline = began + launched.plan.deadline_s
     while pending and time.time() < deadline:
         done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
@@ -246,7 +247,7 @@ def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
             inject(fault, launched.edges, launched.trainers)
             fired.append((fault, time.time()))
         if on_progress:
-            on_progress(_frames_done(launched, pending, runs, reports), len(pending))
+            on_progress(_frames_done(launched, pending, runs, reports, last_progress), len(pending))
         if pending:
             capacity.poll()
     for ref in pending:
@@ -255,9 +256,12 @@ def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
     return reports, fired
 
 
-def _frames_done(launched: Launched, pending: list, runs: dict, reports: list[dict]) -> int:
+def _frames_done(launched: Launched, pending: list, runs: dict, reports: list[dict], last: dict[str, int]) -> int:
+    """Frames played so far; an edge too busy to answer within 5 s counts what it said last."""
     progress, _, _ = _settle({launched.edges[runs[ref]].progress.remote(): runs[ref] for ref in pending}, 5.0)
-    return sum(r["frames"] for r in reports) + sum(progress.values())  # a dead edge's run reports why
+    last.update(progress)
+    running = {runs[ref] for ref in pending}
+    return sum(r["frames"] for r in reports) + sum(v for sid, v in last.items() if sid in running)
 
 
 def _collect_edge(ref, stream_id: str, reports: list[dict], failed: dict[str, str]) -> None:
