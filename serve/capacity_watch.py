@@ -63,9 +63,11 @@ class CapacityWatch:
         return warnings
 
     def _teacher_load(self) -> dict | None:
+        response = self.teacher.load.remote()
         try:
-            return self.teacher.load.remote().result(timeout_s=self.timeout_s)
-        except Exception as exc:  # noqa: BLE001 - a replica being replaced: checked next time
+            return response.result(timeout_s=self.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - a replica being replaced or too busy: checked next time
+            response.cancel()  # else Serve's router keeps trying to place it, long after anyone waits
             log.info("teacher load not read: %s", type(exc).__name__)
             return None
 

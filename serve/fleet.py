@@ -280,13 +280,15 @@ def _server_cpu(launched: Launched, timeout_s: float) -> dict[str, float]:
     seconds, _, _ = _settle({host.cpu_seconds.remote(): host_id for host_id, host in launched.hosts.items()},
                             timeout_s)
     cpu = {"trainers": sum(seconds.values())} if len(seconds) == len(launched.hosts) else {}
-    try:
-        cpu["teacher"] = launched.teacher.process.remote().result(timeout_s=timeout_s)["cpu_seconds"]
-        if launched.ingress_deployed:
-            ingress = serve.get_app_handle(INGRESS_APP)
-            cpu["ingress"] = ingress.process.remote().result(timeout_s=timeout_s)["cpu_seconds"]
-    except Exception:  # noqa: BLE001 - a replica being replaced: the share is not reported
-        pass
+    handles = {"teacher": launched.teacher}
+    if launched.ingress_deployed:
+        handles["ingress"] = serve.get_app_handle(INGRESS_APP)
+    for part, handle in handles.items():
+        response = handle.process.remote()
+        try:
+            cpu[part] = response.result(timeout_s=timeout_s)["cpu_seconds"]
+        except Exception:  # noqa: BLE001 - a replica being replaced or too busy: its share is not reported
+            response.cancel()  # else Serve's router keeps trying to place it
     return cpu
 
 
