@@ -55,10 +55,19 @@ class CapacityWatch:
     def _check(self) -> list[str]:
         warnings = []
         now = self._teacher_load()
-        if self.started and now:
+        if now is None:
+            warnings.append(f"teacher unresponsive: its replica did not answer a status call within "
+                            f"{self.timeout_s:g} s; on a machine past capacity its process gets too little CPU to "
+                            "label, and every stream waits. Run fewer --clients or a lower --speed, or give the "
+                            "teacher its own node or a GPU")
+        elif self.started:
             warnings += teacher_warnings(TeacherLoad.between(self.started, now), self.shape)
         trainers = self._trainer_load()
-        if trainers is not None:
+        if trainers is None:
+            warnings.append(f"trainers unresponsive: the trainer hosts did not answer a status call within "
+                            f"{self.timeout_s:g} s: the machine is past capacity. Run fewer --clients or a lower "
+                            "--speed")
+        else:
             warnings += trainer_warnings(trainers, self.shape)
         return warnings
 
