@@ -32,6 +32,7 @@ class DeviceStreams:
                 "chunk_sequence": stream.submitted, "chunks": s.chunks, "rounds": s.rounds,
                 "duplicate_chunks": s.duplicate_chunks, "missing_chunks": s.missing_chunks, "resyncs": s.resyncs,
                 "sampling_rate_fps": stream.session.sampling_rate_fps, "label_backlog": len(stream.backlog),
+                "pending": stream.pending,
                 "checkpoint": dict(stream.checkpoint)}
 
     def open_streams(self) -> list[str]:

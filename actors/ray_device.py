@@ -190,9 +190,9 @@ class RayDevice:
         while time.time() < deadline:
             try:
                 pending = await asyncio.wait_for(self.trainer.pending_work.remote(self.stream_id, self.after),
-                                                 self.call_timeout_s)
+                                                 max(1.0, min(self.call_timeout_s, deadline - time.time())))
             except (RayError, asyncio.TimeoutError):
-                return  # the trainer is gone or stuck: the report says what arrived
+                pending = 1  # a trainer restarting (Ray brings it back with the stream's checkpoint): ask again
             if not pending:
                 return
             await asyncio.sleep(RETRY_AFTER_S)

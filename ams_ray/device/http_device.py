@@ -48,7 +48,7 @@ class HttpDevice:
 
     def __init__(self, server: str, device_id: str, token: str, open_video: OpenVideo, truth: Teacher | None = None,
                  speed: float = 1.0, duration_s: float | None = None, profile: str = "cpu",
-                 give_up_after_s: float = 300.0, linger_s: float = 5.0, send_phase_s: float | None = None) -> None:
+                 give_up_after_s: float = 300.0, linger_s: float = 120.0, send_phase_s: float | None = None) -> None:
         """`send_phase_s`: video time of the first upload (default: one send period); devices
         started together should not all upload at the same instants."""
         self.device_id, self.open_video, self.speed, self.duration_s = device_id, open_video, speed, duration_s
@@ -92,7 +92,7 @@ class HttpDevice:
         self._enqueue(self.client.flush())
         self.uploads.put(None)
         workers[0].join()
-        time.sleep(self.linger_s if self.failure is None else 0.0)  # the last round's packet, if it comes soon
+        self._drain()
         self.done.set()  # the poller stops after its current long-poll; nothing waits for it
         with self.model_lock:
             return self._report(time.time() - began)
@@ -179,6 +179,20 @@ class HttpDevice:
                 self.applied_wall.append(now)
                 if due_chunk in self.sent_wall:
                     self.staleness_s.append(now - self.sent_wall[due_chunk])
+
+    def _drain(self) -> None:
+        """After the last upload: wait (at most `linger_s`) until the server has labelled and
+        trained what this device sent and its packets have come down (an upload is answered
+        before its labels, so the last rounds come after the video ends)."""
+        deadline = time.monotonic() + self.linger_s
+        while self.failure is None and time.monotonic() < deadline:
+            try:
+                status = self._links[0].status()
+            except (DeviceRefused, ServerUnavailable):
+                return
+            if not status.get("pending") and self.after >= status["packet_sequence"]:
+                return
+            time.sleep(1.0)
 
     def _fail(self, reason: str) -> None:
         """A refusal no retry fixes (or a server gone past the budget) ends the device's run."""

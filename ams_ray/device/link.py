@@ -124,6 +124,10 @@ class DeviceLink:
                 return {"outcome": "replayed", "sampling_rate_fps": None}
             raise
 
+    def status(self) -> dict:
+        """Where the stream stands on the server: packet and chunk numbers, chunks still `pending`."""
+        return self._request("GET", "").json()
+
     def next_packet(self, after: int, version: int, wait_s: float) -> tuple[int, bytes, int] | None:
         """The next packet after `after` (its number, bytes and the chunk that made its round
         due), if one comes within `wait_s`; the call also tells the server the device holds
@@ -141,12 +145,13 @@ class DeviceLink:
         while True:
             began = time.perf_counter()
             try:
-                reply = self.session.request(method, f"{self.base}/{route}", data=data, params=params,
+                reply = self.session.request(method, f"{self.base}/{route}" if route else self.base, data=data,
+                                             params=params,
                                              timeout=(10.0, self.timeout_s + read_timeout_s))
             except requests.RequestException as exc:
                 problem, wait = f"{type(exc).__name__}", delay
             else:
-                self._record(route, reply, time.perf_counter() - began, len(data or b""))
+                self._record(route or "status", reply, time.perf_counter() - began, len(data or b""))
                 if reply.status_code < 400:
                     return reply
                 if reply.status_code not in (429, 500, 502, 503, 504):
