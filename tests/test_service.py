@@ -132,7 +132,7 @@ def test_a_device_runs_end_to_end_and_its_idle_stream_resumes_from_its_checkpoin
     assert np.isfinite(report["miou"]) and np.isfinite(report["pretrained_miou"])
     http = report["http"]
     assert http["wire_bytes"] > http["payload_bytes"] > report["uplink_bytes"] + report["downlink_bytes"]
-    assert {"model", "chunks", "packets"} == set(http["routes"])
+    assert {"model", "chunks", "packets", "status"} == set(http["routes"])  # status: the drain at the end
     assert http["routes"]["chunks"]["payload_bytes"] >= report["uplink_bytes"]
     before = service.status("cam-a", token)
     assert before["rounds"] >= report["updates_applied"] and before["checkpoint"]["written"] >= 1

@@ -51,7 +51,7 @@ class RouteStats:
 
 @dataclass
 class WireStats:
-    """Thread-safe tallies by route (model, chunks, packets), shared by a device's connections."""
+    """Thread-safe tallies by route (model, chunks, packets, status), shared by a device's connections."""
 
     retries: int = 0
     routes: dict[str, RouteStats] = field(default_factory=dict)
