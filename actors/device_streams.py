@@ -24,7 +24,9 @@ class DeviceStreams:
         return self.stream_status(stream_id)
 
     def stream_status(self, stream_id: str) -> dict:
-        """Where the stream stands (opening it, from its checkpoint, if it was closed)."""
+        """Where the stream stands (opening it, from its checkpoint, if it was closed). A device
+        that has sent its last chunk waits while `pending` > 0 or a packet above the one it
+        holds (`packet_sequence`) is still to come."""
         stream = self._opened(stream_id)
         s = stream.session.stats
         return {"stream_id": stream_id, "host": self.host_id, "resumed_from_packet": stream.resumed_from,

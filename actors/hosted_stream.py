@@ -50,11 +50,10 @@ class HostedStream:
         # No labeller: the host labels asynchronously between `accept` and `record`.
         self.session = StreamSession(self.distiller, None, num_classes, config, asr=spec.asr, atr=spec.atr)
         self.order = asyncio.Condition()  # chunks enter the backlog in sequence order (see in_sequence)
-        self.backlog: deque[tuple[SampleChunk, bool]] = deque()  # (chunk, kept): waiting for the worker
+        self.backlog: deque[tuple[SampleChunk, bool, float]] = deque()  # (chunk, kept, wall time it came)
         self.backlog_policy = BacklogPolicy(settings.label_backlog_chunks, config.sampling.min_rate_fps)
         self.worker: asyncio.Task | None = None  # takes the backlog in order; one at a time
         self.max_backlog = 0
-        self.submitted_at: dict[int, float] = {}  # chunk sequence -> when it entered the backlog (wall)
         self.label_wait_s: list[float] = []  # per labelled chunk: from entering the backlog to its labels
         self.rate_cuts = 0  # uploads answered with a rate lowered for the backlog
         self.metrics = TrainerMetrics(stream_id, lambda: len(self.backlog))
@@ -120,9 +119,8 @@ class HostedStream:
             self.metrics.errors.count("replayed_chunk")
             return "replayed"
         self.submitted = chunk.sequence
-        self.submitted_at[chunk.sequence] = time.time()
         kept = self.backlog_policy.accepts(len(self.backlog))
-        self.backlog.append((chunk, kept))
+        self.backlog.append((chunk, kept, time.time()))
         self.max_backlog = max(self.max_backlog, len(self.backlog))
         return "accepted" if kept else "shed"
 
@@ -151,13 +149,13 @@ class HostedStream:
         with self._counting_problems():
             return self.session.unlabelled(chunk, LabellingFailed(reason))
 
-    def record(self, chunk: SampleChunk, frames: np.ndarray, results: list) -> float:
-        """Store the teacher's replies ((labels, batch, seconds) per frame); returns the rate."""
+    def record(self, chunk: SampleChunk, frames: np.ndarray, results: list, submitted_wall: float) -> float:
+        """Store the teacher's replies ((labels, batch, seconds) per frame); returns the rate.
+        `submitted_wall`: when the chunk entered the backlog (its labels' wait is counted)."""
         self.teacher_batches += [batch for _, batch, _ in results]
         self.teacher_seconds += sum(seconds / batch for _, batch, seconds in results)
         self.labelled_wall.append(time.time())
-        if chunk.sequence in self.submitted_at:
-            self.label_wait_s.append(self.labelled_wall[-1] - self.submitted_at[chunk.sequence])
+        self.label_wait_s.append(self.labelled_wall[-1] - submitted_wall)
         return self.session.record(chunk, frames, np.stack([labels for labels, _, _ in results]))
 
     @contextmanager

@@ -189,11 +189,11 @@ class RayDevice:
         deadline = time.time() + self.drain_s
         while time.time() < deadline:
             try:
-                pending = await asyncio.wait_for(self.trainer.pending_work.remote(self.stream_id, self.after),
-                                                 max(1.0, min(self.call_timeout_s, deadline - time.time())))
+                status = await asyncio.wait_for(self.trainer.stream_status.remote(self.stream_id),
+                                                max(1.0, min(self.call_timeout_s, deadline - time.time())))
             except (RayError, asyncio.TimeoutError):
-                pending = 1  # a trainer restarting (Ray brings it back with the stream's checkpoint): ask again
-            if not pending:
+                status = None  # a trainer restarting (Ray brings it back with the stream's checkpoint): ask again
+            if status is not None and not status["pending"] and self.after >= status["packet_sequence"]:
                 return
             await asyncio.sleep(RETRY_AFTER_S)
 

@@ -140,34 +140,26 @@ class TrainerHost(DeviceStreams):
             await self._checkpoint_if_due(stream, after, version)
         return await stream.packet_after(after, timeout_s)
 
-    def pending_work(self, stream_id: str, after: int) -> int:
-        """Chunks of the stream not yet through labelling and training, plus packets above
-        `after` not yet taken: a device that has sent its last chunk waits while this is above 0."""
-        stream = self._opened(stream_id)
-        return stream.pending + sum(sequence > after for sequence, _, _ in stream.outbox)
-
     async def _work_through(self, stream) -> None:
         """The stream's one worker: its backlog in order, each chunk labelled and recorded and,
         when a round falls due, trained and posted to the outbox before the next chunk is
         taken (so a round trains on exactly the chunks before it). A chunk that fails is
         counted and the worker goes on."""
         while stream.backlog:
-            chunk, kept = stream.backlog.popleft()
+            chunk, kept, submitted_wall = stream.backlog.popleft()
             try:
                 if not kept:
                     stream.shed(chunk)
                     continue
-                due_at = await self._take(stream, chunk)
+                due_at = await self._take(stream, chunk, submitted_wall)
                 if due_at is not None:
                     await self._train_and_post(stream, due_at, chunk.sequence)
             except Exception as exc:  # noqa: BLE001 - no caller waits: the error is counted and logged
                 stream.metrics.errors.count("chunk_failed")
                 log.error("stream %s: chunk %d failed: %s: %s", stream.stream_id, chunk.sequence,
                           type(exc).__name__, exc)
-            finally:
-                stream.submitted_at.pop(chunk.sequence, None)
 
-    async def _take(self, stream, chunk: SampleChunk) -> float | None:
+    async def _take(self, stream, chunk: SampleChunk, submitted_wall: float) -> float | None:
         """Accept, label and record a chunk: the video time a round fell due at, or None (none
         due, or the chunk was a duplicate or went unlabelled)."""
         frames = stream.accept(chunk)
@@ -180,7 +172,7 @@ class TrainerHost(DeviceStreams):
             stream.unlabelled(chunk, f"{len(failures)} of {len(requests)} frames unlabelled after a retry: "
                                      f"{type(failures[0]).__name__}: {str(failures[0]).splitlines()[0][:200]}")
             return None
-        stream.record(chunk, frames, results)
+        stream.record(chunk, frames, results, submitted_wall)
         await self._checkpoint_if_due(stream, chunk.last_packet, chunk.model_version)
         now_s = chunk.times_s[-1]
         return now_s if stream.session.due(now_s) else None

@@ -66,7 +66,7 @@ def host(teacher_and_coordinator, tmp_path):
 def _settled(host, stream_ids, attempts: int = 300) -> None:
     """Wait (bounded) until the host has labelled and trained every chunk it accepted."""
     for _ in range(attempts):
-        if not any(ray.get(host.pending_work.remote(sid, 10**6), timeout=60) for sid in stream_ids):
+        if not any(ray.get(host.stream_status.remote(sid), timeout=60)["pending"] for sid in stream_ids):
             return
         time.sleep(1.0)
     raise AssertionError(f"chunks still pending after {attempts} s")
