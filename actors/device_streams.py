@@ -3,7 +3,7 @@
 A device in the field shows up when it likes (`serve/ingress.py`): its stream opens when
 its device first calls (from its checkpoint, if any), restarts from the pretrained model
 when the device fetches it, and closes after `idle_retire_s` without a call, keeping its
-state. Mixed into `TrainerHost`, whose stream table and checkpoint thread it uses.
+state. Mixed into `TrainerHost`, whose stream table it uses.
 """
 
 from __future__ import annotations
@@ -61,12 +61,8 @@ class DeviceStreams:
             cutoff = time.monotonic() - self.settings.idle_retire_s
             for sid, stream in list(self.streams.items()):
                 if stream.last_activity < cutoff and stream.idle:
-                    del self.streams[sid]
+                    del self.streams[sid]  # its log already holds every labelled chunk and applied packet
                     self.retired += 1
-                    state = stream.closing_state()
-                    if state is not None:  # keeps the chunks since the last packet too
-                        await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread,
-                                                                         stream.write_checkpoint, state)
-                    log.info("host %s: retired idle stream %s (checkpoint at packet %d kept)", self.host_id, sid,
+                    log.info("host %s: retired idle stream %s (its log holds packet %d)", self.host_id, sid,
                              stream.checkpoint["sequence"])
 

@@ -6,7 +6,8 @@ shared teacher and training thread; everything that belongs to one stream lives 
 streams sharing a process share nothing else. Chunks enter the backlog in sequence order
 and are taken from it by one worker at a time; packets wait in the outbox until the device
 polls for them. The session resumes from the stream's checkpoint when the host (re)starts,
-and is checkpointed once per packet the device applied.
+and its log takes each chunk once labelled and each packet once the device applied it
+(`ams_ray.service.stream_journal`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager, contextmanager
 from typing import AsyncIterator, Iterator
 
@@ -29,9 +31,10 @@ from ams_ray.models.student_spec import StudentSpec
 from ams_ray.models.students import build_student
 from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
 from ams_ray.service.label_backlog import BacklogPolicy
+from ams_ray.service.stream_journal import MadePacket, StreamJournal
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.wire.messages import SampleChunk
-from ams_ray.wire.stream_state import StreamState, StreamStateError
+from ams_ray.wire.stream_state import StreamStateError
 
 log = logging.getLogger(__name__)
 REORDER_WAIT_S = 5.0  # how long a chunk waits for a predecessor that has not arrived
@@ -41,14 +44,20 @@ OUTBOX_SIZE = 8  # packets kept for a device that polls; an older one is superse
 
 class HostedStream:
     def __init__(self, stream_id: str, label_key: str | None, student: StudentSpec, num_classes: int, config: AmsConfig,
-                 strategy: str, settings: TrainerSettings, store: CheckpointStore, device: str) -> None:
+                 strategy: str, settings: TrainerSettings, store: CheckpointStore, writer: Executor,
+                 device: str) -> None:
+        """`writer`: the host's one thread for store writes, shared by its streams, so that a
+        stream's records reach its log in the order they happened."""
         spec = STRATEGIES[strategy]
-        self.stream_id, self.label_key, self.settings, self.store = stream_id, label_key, settings, store
-        self.distiller = OnlineDistiller(build_student(student, num_classes), config.training, spec.strategy,
-                                         stream_id=stream_id, encoding=config.packet_format, seed=config.seed,
-                                         device=device)
-        # No labeller: the host labels asynchronously between `accept` and `record`.
-        self.session = StreamSession(self.distiller, None, num_classes, config, asr=spec.asr, atr=spec.atr)
+        self.stream_id, self.label_key, self.settings, self.writer = stream_id, label_key, settings, writer
+        self._new_session = lambda: StreamSession(  # no labeller: the host labels between `accept` and `record`
+            OnlineDistiller(build_student(student, num_classes), config.training, spec.strategy, stream_id=stream_id,
+                            encoding=config.packet_format, seed=config.seed, device=device),
+            None, num_classes, config, asr=spec.asr, atr=spec.atr)
+        self.session = self._new_session()
+        mirror_bytes = sum(p.numel() * 4 for p in self.distiller.params)
+        self.journal = StreamJournal(store, stream_id, self.distiller.layout.fingerprint, config.training.horizon_s,
+                                     settings.snapshot_after_bytes or mirror_bytes)
         self.order = asyncio.Condition()  # chunks enter the backlog in sequence order (see in_sequence)
         self.backlog: deque[tuple[SampleChunk, bool, float]] = deque()  # (chunk, kept, wall time it came)
         self.backlog_policy = BacklogPolicy(settings.label_backlog_chunks, config.sampling.min_rate_fps)
@@ -62,8 +71,6 @@ class HostedStream:
         self.labelled_wall: list[float] = []
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
-        self.unacknowledged: StreamState | None = None  # the state behind the newest packet sent
-        self.checkpoint = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None}
         self.outbox: list[tuple[int, bytes, int]] = []  # (sequence, packet, due chunk), until polled
         self.mail = asyncio.Condition()
         self.handed_out = 0  # the newest packet sequence a poll has returned
@@ -76,19 +83,33 @@ class HostedStream:
         self.resumed_from = self._resume()
         self.submitted = self.session.last_chunk  # the newest chunk number taken into the backlog
 
+    @property
+    def distiller(self) -> OnlineDistiller:
+        return self.session.distiller
+
+    @property
+    def checkpoint(self) -> dict:
+        """What the stream's log took so far (`StreamJournal.stats`)."""
+        return self.journal.stats
+
     def _resume(self) -> int | None:
-        """Restore the last checkpoint, if any; returns the packet sequence resumed from."""
+        """Carry on from the stream's log, if any; returns the packet sequence resumed from. A
+        log that cannot be used is refused by name, counted, and the stream starts afresh."""
         try:
-            data = self.store.load(self.stream_id)
-            if data is None:
-                return None
-            self.session.restore(StreamState.from_bytes(data))
+            resumed = self.journal.restore_into(self.session)
         except (CheckpointError, StreamStateError) as exc:
             self.metrics.errors.count("checkpoint_unreadable")
-            log.error("stream %s: starting afresh, the checkpoint cannot be used: %s", self.stream_id, exc)
+            log.error("stream %s: starting afresh from the pretrained model, its log cannot be used: %s",
+                      self.stream_id, exc)
+            self.session = self._new_session()
+            try:
+                self.journal.start_afresh()
+            except CheckpointError as again:
+                log.error("stream %s: %s", self.stream_id, again)
             return None
-        log.warning("stream %s: resumed from its checkpoint at packet %d", self.stream_id, self.distiller.sequence)
-        return self.distiller.sequence
+        if resumed is not None:
+            log.warning("stream %s: resumed from its log at packet %d", self.stream_id, resumed)
+        return resumed
 
     # ------------------------------------------------------------------ chunks
     @asynccontextmanager
@@ -149,14 +170,17 @@ class HostedStream:
         with self._counting_problems():
             return self.session.unlabelled(chunk, LabellingFailed(reason))
 
-    def record(self, chunk: SampleChunk, frames: np.ndarray, results: list, submitted_wall: float) -> float:
-        """Store the teacher's replies ((labels, batch, seconds) per frame); returns the rate.
-        `submitted_wall`: when the chunk entered the backlog (its labels' wait is counted)."""
+    def record(self, chunk: SampleChunk, frames: np.ndarray, results: list, submitted_wall: float) -> None:
+        """Store the teacher's replies ((labels, batch, seconds) per frame) and hand the chunk
+        to the writer thread for the log. `submitted_wall`: when the chunk entered the backlog
+        (its labels' wait is counted)."""
         self.teacher_batches += [batch for _, batch, _ in results]
         self.teacher_seconds += sum(seconds / batch for _, batch, seconds in results)
         self.labelled_wall.append(time.time())
         self.label_wait_s.append(self.labelled_wall[-1] - submitted_wall)
-        return self.session.record(chunk, frames, np.stack([labels for labels, _, _ in results]))
+        labels = np.stack([labels for labels, _, _ in results])
+        self.session.record(chunk, frames, labels)
+        self.writer.submit(self.log_chunk, chunk, labels)  # in order with the packets' writes: one thread
 
     @contextmanager
     def _counting_problems(self) -> Iterator[None]:
@@ -175,7 +199,7 @@ class HostedStream:
         thread's wall and CPU time)."""
         self.session.trained(now_s, result)
         if result.packet is not None:
-            self.unacknowledged = self.session.snapshot(self.settings.checkpoint_window_s)
+            self.journal.packet_made(result.packet, self.session.progress(), self.distiller.mirror_arrays)
         self.train_seconds += seconds
         self.train_cpu_seconds += cpu_seconds
         self.metrics.training.observe(seconds)
@@ -238,41 +262,33 @@ class HostedStream:
         """Nothing in flight: no chunk waiting or being taken, no round, no device waiting for a packet."""
         return not (self.pending or self.rounds_in_flight or self.polls or self.order.locked())
 
-    # ------------------------------------------------------------------ checkpoints
-    def acknowledged(self, packet: int, version: int) -> StreamState | None:
-        """The device applied `packet`: the state that produced it, to write once.
+    # ------------------------------------------------------------------ the durable log
+    def acknowledged(self, packet: int, version: int) -> list[MadePacket]:
+        """The device applied `packet` at `version`: the packets to log for it (none when it
+        is not news). Their progress was taken when they were made (`booked`): by the time an
+        acknowledgement arrives the next round may have trained, so an acknowledgement never
+        waits behind a round, and a late one still logs the model the device holds."""
+        return self.journal.acknowledged(packet, version)
 
-        The state is taken when the packet is made (`booked`), not when the acknowledgement
-        arrives: by then the next round may already have trained, and a state read then
-        would not be the model the device holds. So an acknowledgement never waits behind a
-        round, and a late one still checkpoints the right model."""
-        state = self.unacknowledged
-        if state is None or (state.packet_sequence, state.version) != (packet, version) \
-                or packet <= self.checkpoint["sequence"]:
-            return None
-        self.unacknowledged = None
-        return state
+    def log_chunk(self, chunk: SampleChunk, labels: np.ndarray) -> None:
+        """On the host's writer thread: the labelled chunk into the stream's log."""
+        self._durably(self.journal.write_chunk, chunk, labels)
 
-    def closing_state(self) -> StreamState | None:
-        """The stream as it stands, to keep when it closes, if the device holds the server's
-        model (its last packet acknowledged); else None, and the last checkpoint stands."""
-        if self.unacknowledged is not None or self.checkpoint["sequence"] != self.distiller.sequence:
-            return None
-        return self.session.snapshot(self.settings.checkpoint_window_s)
+    def log_packets(self, due: list[MadePacket]) -> None:
+        """On the host's writer thread: acknowledged packets into the stream's log."""
+        self._durably(self.journal.write_packets, due)
 
-    def write_checkpoint(self, state: StreamState) -> None:
+    def _durably(self, write, *args) -> None:
         began = time.perf_counter()
         try:
-            data = state.to_bytes()
-            self.store.save(self.stream_id, data)
+            write(*args)
         except CheckpointError as exc:
             self.metrics.errors.count("checkpoint_failed")
-            if self.checkpoint["error"] is None:  # said once; the stream goes on without checkpoints
+            if self.checkpoint["error"] is None:  # said once; the stream goes on without its log
                 log.error("stream %s: %s; the stream goes on without checkpoints", self.stream_id, exc)
                 self.checkpoint["error"] = str(exc)
             return
-        self.checkpoint.update(written=self.checkpoint["written"] + 1, bytes=len(data),
-                               sequence=state.packet_sequence, seconds=self.checkpoint["seconds"] + time.perf_counter() - began)
+        self.checkpoint["seconds"] += time.perf_counter() - began
 
     def stats(self) -> dict:
         s = self.session.stats

@@ -12,9 +12,9 @@ long-poll (`next_packet`) takes it; nothing of the downlink waits for the next u
 
 Why many streams per process: `import torch` costs ~5 CPU-seconds and ~0.9 GB per process
 here and a CUDA context several hundred MB of GPU memory, while one more tiny student and
-its window cost a few MB. The process is disposable; the streams are not: each is
-checkpointed after the device applies a packet, and a restarted host (Ray reruns this
-constructor) resumes all of them.
+its window cost a few MB. The process is disposable; the streams are not: each has a log in
+the store (each chunk once labelled, each packet once applied), and a restarted host (Ray
+reruns this constructor) resumes all of them from it.
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ class TrainerHost(DeviceStreams):
         # A Ray GPU grant is only logical; train on CUDA when it is also physically there.
         self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         self.store = CheckpointStore(settings.checkpoint_url)
+        self.checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-checkpoint")
         self._new_stream = lambda sid, key: HostedStream(sid, key, student, num_classes, config, strategy, settings,
-                                                         self.store, self.device)
+                                                         self.store, self.checkpoint_thread, self.device)
         self.streams = {sid: self._new_stream(sid, key) for sid, key in streams}
         self.retired = 0  # streams closed for idleness (DeviceStreams)
         self._retiring = None
@@ -81,7 +82,6 @@ class TrainerHost(DeviceStreams):
         self.height, self.width = config.video.height, config.video.width
         self.teacher, self.coordinator = teacher_handle, ray.get_actor(coordinator)  # by name: see start_coordinator
         self.training_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-train")
-        self.checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-checkpoint")
         self.due: asyncio.Queue | None = None  # made on the actor's event loop, at the first round
         self.fused_steps: list[int] = []  # rounds per training step
         self.errors = ErrorCounter("trainer")
@@ -191,9 +191,9 @@ class TrainerHost(DeviceStreams):
             stream.rounds_in_flight -= 1
 
     async def _checkpoint_if_due(self, stream, packet: int, version: int) -> None:
-        state = stream.acknowledged(packet, version)
-        if state is not None:
-            await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread, stream.write_checkpoint, state)
+        due = stream.acknowledged(packet, version)
+        if due:
+            await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread, stream.log_packets, due)
 
     # ------------------------------------------------------------------ rounds
     async def _queue_round(self, stream, now_s: float):

@@ -96,8 +96,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="each node's video cache (default: ~/.cache/ams-ray there; a new folder measures a cold start)")
     p.add_argument("--checkpoint-store", default=None,
                    help="directory or fsspec URL (s3://...) every node reaches; default: ~/.cache/ams-ray/checkpoints")
-    p.add_argument("--checkpoint-window-s", type=float, default=None,
-                   help="newest seconds of the labelled window a checkpoint keeps (default: all of it)")
     p.add_argument("--deadline-s", type=float, default=None,
                    help="wall seconds after the start when streams still running are reported failed "
                         "(default: 2 x duration / speed + 120)")
@@ -157,7 +155,7 @@ def main(argv=None) -> int:
                          fused=args.fused, lockstep=args.lockstep, teacher_replicas=args.teacher_replicas,
                          teacher_max_replicas=args.teacher_max_replicas,
                          teacher_batch=args.teacher_batch, teacher_gpus=args.teacher_gpus, seed_base=args.seed_base,
-                         cache_dir=args.cache_dir, checkpoint_store=args.checkpoint_store, checkpoint_window_s=args.checkpoint_window_s,
+                         cache_dir=args.cache_dir, checkpoint_store=args.checkpoint_store,
                          deadline_s=args.deadline_s, faults=args.fault, metrics_flush_s=args.metrics_flush_s,
                          transport=args.transport, ingress_port=args.ingress_port)
     bar = tqdm(desc=f"{args.clients} streams at {args.speed:g}x", unit="frame")

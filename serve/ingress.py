@@ -202,7 +202,7 @@ class DeviceIngress:
         num_classes = await self.teacher.num_classes.remote(None)
         coordinator = f"ams-coordinator-{uuid.uuid4().hex[:12]}"
         self.coordinator = start_coordinator(coordinator, "round_robin", s.call_timeout_s)
-        trainer = TrainerSettings(s.checkpoint_url, None, s.call_timeout_s, idle_retire_s=s.idle_retire_s)
+        trainer = TrainerSettings(s.checkpoint_url, s.call_timeout_s, idle_retire_s=s.idle_retire_s)
         hosts = [TrainerHost.options(num_cpus=s.cpus_per_trainer).remote(
             f"trainer-{k:02d}", [], self.student, num_classes, self.profile.model_dump_json(), s.strategy,
             self.teacher, coordinator, trainer) for k in range(s.trainers)]

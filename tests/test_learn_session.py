@@ -8,7 +8,6 @@ from ams_ray.learn.distill import OnlineDistiller, Strategy
 from ams_ray.learn.session import LabellingFailed, StreamSession
 from ams_ray.models.students import build_student
 from ams_ray.wire.messages import SampleChunk
-from ams_ray.wire.stream_state import StreamState
 
 
 @pytest.fixture(scope="module")
@@ -48,71 +47,6 @@ def test_identical_labels_mean_a_static_scene(video):
     assert session.atr.period_s > session.atr.base_period_s
     result = session.train(now_s=30.0)
     assert result.packet is not None and session.stats.rounds == 1
-
-
-def _trained_pair(restart_from_pretrained: bool):
-    """A session labelling with the exact synthetic labels, and a device (ONNX) fed its packets."""
-    from ams_ray.device.runtime import DeviceModel
-
-    config = AmsConfig.for_profile("cpu").with_overrides(
-        training={"iterations": 2, "batch_size": 2, "restart_from_pretrained": restart_from_pretrained})
-    truth = SyntheticVideo(44, duration_s=60, fps=5, height=64, width=128)
-
-    def make():
-        distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), config.training, Strategy(), seed=3)
-        return StreamSession(distiller, lambda frames, idx: np.stack([truth.labels(i) for i in idx]), NUM_CLASSES,
-                             config, asr=True, atr=False)
-
-    session = make()
-    device = DeviceModel(session.distiller.edge_bundle(64, 128))
-    return make, session, device
-
-
-def _device_chunk(video, device, seq, indices):
-    chunk = _chunk(video, seq, indices)
-    return SampleChunk(chunk.stream_id, seq, chunk.frame_indices, chunk.times_s, chunk.h264, device.version,
-                       max(device.last_sequence, 0))
-
-
-def _assert_same_model(device, session):
-    for held, mirror in zip(device._trainable, session.distiller.mirror_arrays()):
-        np.testing.assert_allclose(held, mirror, rtol=0, atol=1e-6)
-
-
-@pytest.mark.parametrize("restart_from_pretrained", [True, False])
-def test_a_resumed_session_and_its_device_never_disagree(video, restart_from_pretrained):
-    """Checkpoint after packet 1; the device applies packet 2; the server dies and resumes from
-    the checkpoint: the next packet is applied, and both hold the same weights again."""
-    make, session, device = _trained_pair(restart_from_pretrained)
-    session.receive(_device_chunk(video, device, 1, [0, 5, 10]))
-    device.apply(session.train(10.0).packet)
-    saved = session.snapshot().to_bytes()
-    session.receive(_device_chunk(video, device, 2, [20, 25]))
-    device.apply(session.train(20.0).packet)
-    assert device.version == 2 or restart_from_pretrained
-
-    resumed = make()
-    resumed.restore(StreamState.from_bytes(saved))
-    assert len(resumed.window) == 3 and resumed.distiller.sequence == 1
-    resumed.receive(_device_chunk(video, device, 3, [30, 35]))
-    assert resumed.stats.resyncs == 1 and resumed.stats.chunks == 2
-    packet = resumed.train(30.0).packet
-    device.apply(packet)  # raises PacketError if device and server disagreed on sequence or version
-    assert device.last_sequence == 3
-    _assert_same_model(device, resumed)
-
-
-def test_a_resume_from_the_latest_checkpoint_needs_no_resync(video):
-    make, session, device = _trained_pair(restart_from_pretrained=False)
-    session.receive(_device_chunk(video, device, 1, [0, 5, 10]))
-    device.apply(session.train(10.0).packet)
-    resumed = make()
-    resumed.restore(session.snapshot(window_s=1.0))
-    assert len(resumed.window) == 1, "window_s keeps only the newest second of the window"
-    resumed.receive(_device_chunk(video, device, 2, [20, 25]))
-    device.apply(resumed.train(20.0).packet)
-    assert resumed.stats.resyncs == 0 and device.version == 2
-    _assert_same_model(device, resumed)
 
 
 def test_a_chunk_the_teacher_cannot_label_is_skipped_and_counted(video):

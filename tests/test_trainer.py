@@ -54,7 +54,7 @@ def host(teacher_and_coordinator, tmp_path):
     teacher, coordinator = teacher_and_coordinator
     config = AmsConfig.for_profile("cpu").with_overrides(video={"height": 64, "width": 128},
                                                          training={"iterations": 3})
-    settings = TrainerSettings(str(tmp_path / "store"), None, 120.0)
+    settings = TrainerSettings(str(tmp_path / "store"), 120.0)
     actor = TrainerHost.options(num_cpus=0.5, max_restarts=1).remote(
         "trainer-t", [(sid, spec.key) for sid, spec in SPECS.items()], StudentSpec("tiny"), NUM_CLASSES,
         config.model_dump_json(), "ams_gg10", teacher, coordinator, settings)
@@ -154,7 +154,7 @@ def test_a_stream_whose_labels_lag_is_told_to_sample_less_and_sheds_past_its_bou
     stalled = serve.run(teacher_app("tests.teacher_plugins:stalled_colour", num_cpus=0.5), name="stalled-teacher",
                         route_prefix=None)
     config = AmsConfig.for_profile("cpu").with_overrides(video={"height": 64, "width": 128})
-    settings = TrainerSettings(str(tmp_path / "store"), None, 120.0, label_backlog_chunks=4)
+    settings = TrainerSettings(str(tmp_path / "store"), 120.0, label_backlog_chunks=4)
     actor = TrainerHost.options(num_cpus=0.5, max_restarts=0).remote(
         "trainer-lag", [("stream-a", None)], StudentSpec("tiny"), NUM_CLASSES, config.model_dump_json(),
         "ams_gg10", stalled, coordinator, settings)

@@ -54,7 +54,6 @@ class FleetConfig:
     ready_timeout_s: float = 600.0  # actors that are placeable but slow to start (torch imports) are waited for
     cache_dir: Path | None = None  # each node's own video cache (default: ~/.cache/ams-ray there)
     checkpoint_store: str | None = None  # directory or fsspec URL every node reaches; default: local cache
-    checkpoint_window_s: float | None = None  # newest seconds of the labelled window kept (None: all)
     trainer_restarts: int = 3
     turn_lease_s: float = 120.0
     call_timeout_s: float = 120.0  # any single remote call a stream waits on (an upload, a poll, a turn)
@@ -182,7 +181,7 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
         teacher=teacher,
         demands=[Demand("trainer host", host_count, trainer), Demand("edge", config.clients, edge),
                  Demand("teacher replica", teacher_replicas, teacher)],
-        trainer_settings=TrainerSettings(f"{store.rstrip('/')}/{run_id}", config.checkpoint_window_s,
+        trainer_settings=TrainerSettings(f"{store.rstrip('/')}/{run_id}",
                                          config.call_timeout_s, fused, config.fusion_window_s,
                                          label_timeout_s=config.label_timeout_s,
                                          label_backlog_chunks=config.label_backlog_chunks),

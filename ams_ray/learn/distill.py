@@ -28,7 +28,8 @@ from ams_ray.device.runtime import DeviceModelBundle
 from ams_ray.learn.window import FrameWindow
 from ams_ray.models.onnx_export import export_edge_bundle
 from ams_ray.models.students import StudentNet, trainable_names
-from ams_ray.wire.codec import Encoding, ParamLayout, TensorDelta, UpdatePacket, decode_packet, encode_packet
+from ams_ray.wire.codec import (Encoding, PacketError, ParamLayout, TensorDelta, UpdatePacket, decode_packet,
+                                encode_packet)
 
 log = logging.getLogger(__name__)
 StrategyKind = Literal["full", "gradient_guided", "last_layers"]
@@ -92,14 +93,26 @@ class OnlineDistiller:
     def mirror_arrays(self) -> list[np.ndarray]:
         return [m.detach().cpu().numpy().copy() for m in self.mirror]
 
-    def restore(self, mirror: list[np.ndarray], version: int, sequence: int, rng_state: dict) -> None:
-        """Carry on from a saved state (`StreamState`): same device model, same numbering."""
+    def restore(self, mirror: list[np.ndarray], version: int, sequence: int) -> None:
+        """Carry on from a snapshot (`StreamState`): same device model, same numbering."""
         if len(mirror) != len(self.params) or any(m.shape != p.shape for m, p in zip(mirror, self.params)):
             raise ValueError(f"stream {self.stream_id}: saved weights do not match the model's trainable tensors")
         self.mirror = [torch.from_numpy(np.array(m, dtype=np.float32)).to(self.device) for m in mirror]
         self.version, self.sequence = version, sequence
-        self.rng.bit_generator.state = rng_state
         self._load(self.mirror)
+
+    def replay(self, data: bytes) -> None:
+        """Apply a packet this stream sent and its device acknowledged (from the stream's log):
+        the mirror then holds what the device held after it. A packet that builds on a version
+        the mirror does not hold cannot be replayed (PacketError)."""
+        packet = decode_packet(data, self.layout)
+        if packet.sequence <= self.sequence:
+            return
+        if packet.base_version not in (0, self.version):
+            raise PacketError(f"stream {self.stream_id}: packet {packet.sequence} builds on version "
+                              f"{packet.base_version}, the log rebuilt version {self.version}")
+        self.sequence = packet.sequence
+        self._advance_mirror(packet, restart=packet.base_version == 0)
 
     def reconcile(self, device_version: int, device_last_packet: int) -> bool:
         """Align with the model the device reports holding; True when the server resynchronised.

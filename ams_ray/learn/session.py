@@ -1,8 +1,9 @@
 """The server's side of one stream: label uploaded chunks, keep the window, decide, train.
 
 `StreamSession` glues the library's pieces in the order the data flows; a Ray
-`TrainerHost` actor holds one per stream and only moves messages in and out of them. `snapshot` and
-`restore` turn it into a `StreamState` and back, so a stream outlives the process hosting it.
+`TrainerHost` actor holds one per stream and only moves messages in and out of them.
+`progress` and `resume` are how it outlives the process hosting it: the stream's log keeps
+its chunks and packets, and `resume` rebuilds the session from them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from ams_ray.data.video import decode_chunk
 from ams_ray.learn.distill import OnlineDistiller, RoundResult
 from ams_ray.learn.sampling import AdaptiveSamplingRate, AdaptiveTrainingPeriod, phi_score
 from ams_ray.learn.window import FrameWindow
+from ams_ray.wire.codec import PacketError
 from ams_ray.wire.messages import SampleChunk
+from ams_ray.wire.stream_records import LabelledChunk, LoggedPacket, Progress
 from ams_ray.wire.stream_state import StreamState, StreamStateError
 
 log = logging.getLogger(__name__)
@@ -128,11 +131,14 @@ class StreamSession:
 
     def record(self, chunk: SampleChunk, frames: np.ndarray, labels: np.ndarray) -> float:
         """Second half of `receive`: window, phi score, ASR and ATR; returns the new rate."""
-        self.window.add(np.asarray(chunk.times_s), frames, labels)
+        return self._learn(chunk.times_s, frames, labels)
+
+    def _learn(self, times_s: tuple[float, ...], frames: np.ndarray, labels: np.ndarray) -> float:
+        self.window.add(np.asarray(times_s), frames, labels)
         history = ([self._last_label] if self._last_label is not None else []) + list(labels)
         self._last_label = labels[-1]
         phi = phi_score(history, self.num_classes)
-        now = chunk.times_s[-1]
+        now = times_s[-1]
         rate = self.asr.update(phi)
         self.atr.observe(phi, now)
         self.stats.chunks += 1
@@ -161,32 +167,54 @@ class StreamSession:
             self.stats.skipped_rounds.append(result.skipped)
         return result
 
-    def snapshot(self, window_s: float | None = None) -> StreamState:
-        """The stream as data. `window_s` keeps only the newest seconds of the labelled window
-        (None: all of it); a resumed stream trains on what was kept until new chunks refill it."""
-        newest = self.window.newest_s
-        times, frames, labels = self.window.arrays(newest - window_s if window_s is not None else float("-inf"))
+    def progress(self) -> Progress:
+        """The stream's numbering and controllers now: with the packet just made, what its
+        log entry keeps (`ams_ray.service.stream_journal`)."""
         d = self.distiller
-        return StreamState(
-            stream_id=d.stream_id, fingerprint=d.layout.fingerprint, version=d.version, packet_sequence=d.sequence,
-            chunk_sequence=self._last_sequence, mirror=d.mirror_arrays(), sampling_rate_fps=self.asr.rate_fps,
-            training_period_factor=self.atr.factor, next_training_due_s=self.atr.next_due_s,
-            rng_state=d.rng.bit_generator.state, window_times_s=times, window_frames=frames, window_labels=labels,
-            last_label=self._last_label, counters={name: getattr(self.stats, name) for name in COUNTERS},
-        )
+        return Progress(packet_sequence=d.sequence, version=d.version, chunk_sequence=self._last_sequence,
+                        sampling_rate_fps=self.asr.rate_fps, training_period_factor=self.atr.factor,
+                        next_training_due_s=self.atr.next_due_s, rng_state=d.rng.bit_generator.state,
+                        counters={name: getattr(self.stats, name) for name in COUNTERS})
 
-    def restore(self, state: StreamState) -> None:
-        if state.fingerprint != self.distiller.layout.fingerprint:
-            raise StreamStateError(
-                f"checkpoint of {state.stream_id} is for model {state.fingerprint}, this trainer builds "
-                f"{self.distiller.layout.fingerprint}: it was written by another student or class set"
-            )
-        self.distiller.restore(state.mirror, state.version, state.packet_sequence, state.rng_state)
-        self._last_sequence = state.chunk_sequence
-        self.asr.rate_fps = state.sampling_rate_fps
-        self.atr.factor, self.atr.next_due_s = state.training_period_factor, state.next_training_due_s
-        if len(state.window_times_s):
-            self.window.add(state.window_times_s, state.window_frames, state.window_labels)
-        self._last_label = state.last_label
+    def resume(self, snapshot: StreamState | None, packets: list[LoggedPacket], chunks: list[LabelledChunk]) -> None:
+        """Carry on from a stream's log: the model from `snapshot` (or the pretrained weights)
+        and the acknowledged `packets` after it; numbering, controllers and sampler from the
+        newest of them; the window from `chunks`, decoded again. Chunks the newest packet's
+        round had seen only refill the window; later ones are learned from again, in order,
+        exactly as when they arrived, so the stream stands where it stood after its last
+        labelled chunk (apart from rounds whose packets were never acknowledged)."""
+        progress = snapshot.progress if snapshot is not None else None
+        if snapshot is not None:
+            if snapshot.fingerprint != self.distiller.layout.fingerprint:
+                raise StreamStateError(
+                    f"checkpoint of {snapshot.stream_id} is for model {snapshot.fingerprint}, this trainer builds "
+                    f"{self.distiller.layout.fingerprint}: it was written by another student or class set"
+                )
+            self.distiller.restore(snapshot.mirror, progress.version, progress.packet_sequence)
+        for logged in packets:
+            try:
+                self.distiller.replay(logged.packet)
+            except PacketError as exc:
+                raise StreamStateError(f"the log of stream {self.distiller.stream_id} cannot be replayed: {exc}") from exc
+            progress = logged.progress
+        if progress is not None:
+            self._carry_on_from(progress)
+        seen = progress.chunk_sequence if progress is not None else 0
+        for chunk in chunks:
+            frames = decode_chunk(chunk.h264, expected_frames=len(chunk.frame_indices))
+            if len(self.window) and chunk.times_s and chunk.times_s[0] < self.window.newest_s:
+                self._clock_restarted(chunk.times_s[0])
+            if chunk.sequence <= seen:
+                self.window.add(np.asarray(chunk.times_s), frames, chunk.labels)
+                self._last_label = chunk.labels[-1]
+            else:
+                self._last_sequence = max(self._last_sequence, chunk.sequence)
+                self._learn(chunk.times_s, frames, chunk.labels)
+
+    def _carry_on_from(self, progress: Progress) -> None:
+        self.distiller.rng.bit_generator.state = progress.rng_state
+        self._last_sequence = progress.chunk_sequence
+        self.asr.rate_fps = progress.sampling_rate_fps
+        self.atr.factor, self.atr.next_due_s = progress.training_period_factor, progress.next_training_due_s
         for name in COUNTERS:
-            setattr(self.stats, name, state.counters.get(name, 0))
+            setattr(self.stats, name, progress.counters.get(name, 0))

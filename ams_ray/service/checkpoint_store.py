@@ -1,13 +1,15 @@
-"""Where stream states live between processes: a directory, or any fsspec URL.
+"""Where streams' durable logs live between processes: a directory, or any fsspec URL.
 
 Every node must reach the store, so on a cluster it is shared storage (``s3://bucket/ams``
 with `s3fs` installed, ``gs://...``, an NFS mount), the convention Ray Train follows with
 `storage_path`. A plain path is a local directory: fine on one machine, and on a cluster
 only when every node mounts it.
 
-Writes are atomic: on a local or mounted filesystem the bytes go to a temporary file that
-is fsync'd and renamed over the old checkpoint, so a crash leaves the old one or the new
-one, never half of each; object stores replace an object in one PUT.
+The store knows objects, not logs: each stream has a folder of named objects
+(`ams_ray.service.stream_log` decides what they hold). Object stores have no append and
+replace an object in one PUT; on a local or mounted filesystem a write goes to a temporary
+file that is fsync'd and renamed over the old one. Either way a reader sees the old bytes
+or the new, never half of each.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from pathlib import Path
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-
-FILE_NAME = "state.ams"
 
 
 class CheckpointError(OSError):
@@ -38,13 +38,13 @@ class CheckpointStore:
             ) from exc
         self.local = isinstance(self.fs, LocalFileSystem)
 
-    def _path(self, stream_id: str) -> str:
+    def _folder(self, stream_id: str) -> str:
         if not stream_id or "/" in stream_id or stream_id.startswith("."):
             raise ValueError(f"stream id {stream_id!r} cannot name a checkpoint")
-        return f"{self.root.rstrip('/')}/{stream_id}/{FILE_NAME}"
+        return f"{self.root.rstrip('/')}/{stream_id}"
 
-    def save(self, stream_id: str, data: bytes) -> None:
-        path = self._path(stream_id)
+    def put(self, stream_id: str, name: str, data: bytes) -> None:
+        path = f"{self._folder(stream_id)}/{name}"
         try:
             if self.local:
                 write_atomically(Path(path), data)
@@ -56,9 +56,9 @@ class CheckpointStore:
                 "or pass another --checkpoint-store"
             ) from exc
 
-    def load(self, stream_id: str) -> bytes | None:
-        """The stream's last checkpoint, or None when it has none yet."""
-        path = self._path(stream_id)
+    def get(self, stream_id: str, name: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        path = f"{self._folder(stream_id)}/{name}"
         try:
             if not self.fs.exists(path):
                 return None
@@ -66,10 +66,27 @@ class CheckpointStore:
         except OSError as exc:
             raise CheckpointError(f"cannot read the checkpoint of {stream_id} from {self.url} ({exc})") from exc
 
-    def delete(self, stream_id: str) -> None:
-        path = self._path(stream_id)
-        if self.fs.exists(path):
-            self.fs.rm_file(path)
+    def listing(self, stream_id: str) -> dict[str, int]:
+        """The stream's objects by name, with their sizes in bytes (none: an empty dict)."""
+        folder = self._folder(stream_id)
+        try:
+            if not self.fs.exists(folder):
+                return {}
+            entries = self.fs.ls(folder, detail=True)
+        except OSError as exc:
+            raise CheckpointError(f"cannot list the checkpoint of {stream_id} in {self.url} ({exc})") from exc
+        return {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e.get("size") or 0) for e in entries
+                if e.get("type") == "file" and not e["name"].rsplit("/", 1)[-1].startswith(".")}
+
+    def remove(self, stream_id: str, names: list[str]) -> None:
+        folder = self._folder(stream_id)
+        for name in names:
+            try:
+                self.fs.rm_file(f"{folder}/{name}")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise CheckpointError(f"cannot remove {name} of {stream_id} from {self.url} ({exc})") from exc
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 class TrainerSettings:
     """What a trainer process needs besides its stream, the same for every stream of a run."""
 
-    checkpoint_url: str
-    checkpoint_window_s: float | None
+    checkpoint_url: str  # the store of the streams' logs (a directory or an fsspec URL)
     call_timeout_s: float  # a training turn, the coordinator's answer
     fused: bool = False
     fusion_window_s: float = 0.25
     idle_retire_s: float | None = None  # a stream no device touched this long is closed (checkpoint kept)
     label_timeout_s: float = 300.0  # a chunk's labels from the teacher (training frames are served first)
     label_backlog_chunks: int = 4  # per stream, chunks waiting for labels before the next is shed
+    snapshot_after_bytes: int | None = None  # packets a restore may replay before a snapshot (None: the weights' size)

@@ -204,6 +204,16 @@ def encode_packet(packet: UpdatePacket, layout: ParamLayout, encoding: Encoding 
     return _PREFIX.pack(MAGIC, WIRE_VERSION, len(header), crc) + header + body
 
 
+def packet_numbers(data: bytes) -> tuple[int, int, int]:
+    """(sequence, base version, version) from a packet's header, without decoding its deltas:
+    what a log needs to know which packets a model is built from."""
+    if len(data) < _PREFIX.size or data[:4] != MAGIC:
+        raise PacketError("not an ams-ray update packet")
+    _, _, header_len, _ = _PREFIX.unpack_from(data)
+    header = json.loads(data[_PREFIX.size:_PREFIX.size + header_len])
+    return header["seq"], header["base"], header["version"]
+
+
 def decode_packet(data: bytes, layout: ParamLayout) -> UpdatePacket:
     """Parse and verify a packet; raises PacketError naming what is wrong."""
     if len(data) < _PREFIX.size:
