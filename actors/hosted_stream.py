@@ -99,6 +99,7 @@ class HostedStream:
             resumed = self.journal.restore_into(self.session)
         except (CheckpointError, StreamStateError) as exc:
             self.metrics.errors.count("checkpoint_unreadable")
+            self.checkpoint["refused"] = str(exc)
             log.error("stream %s: starting afresh from the pretrained model, its log cannot be used: %s",
                       self.stream_id, exc)
             self.session = self._new_session()

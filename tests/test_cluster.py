@@ -70,15 +70,24 @@ def nodes_sharing_no_disk(tmp_path, monkeypatch):
 
 
 def _kill_after_first_checkpoint(store: Path, stream_id: str, trainers: dict, killed: list) -> None:
-    """Kill the stream's trainer once its first checkpoint is in the shared store (bounded wait)."""
+    """Kill the stream's trainer once its log in the shared store holds an acknowledged packet
+    (bounded wait)."""
     import ray
 
     for _ in range(600):
-        if list(store.glob(f"run-*/{stream_id}/state.ams")):
+        if any(_logs_a_packet(run, stream_id) for run in store.glob("run-*")):
             ray.kill(trainers[stream_id], no_restart=False)
             killed.append(time.time())
             return
         time.sleep(0.2)
+
+
+def _logs_a_packet(run: Path, stream_id: str) -> bool:
+    from ams_ray.service.checkpoint_store import CheckpointStore
+    from ams_ray.service.stream_log import StreamLog
+    from ams_ray.wire.stream_records import PACKET
+
+    return any(kind == PACKET for _, kind, _ in StreamLog(CheckpointStore(run), stream_id).read().records)
 
 
 def _drive(address: str, cache: Path, s3_standin: Path) -> dict:

@@ -128,21 +128,33 @@ def _stats_after_restart(host, attempts: int = 60) -> dict:
     return report
 
 
-def test_a_restarted_host_resumes_every_stream_it_held(host):
-    """After each stream's device applied packet 1, the host is killed; Ray restarts it and
-    both streams come back from their own checkpoints."""
+def test_a_restarted_host_resumes_every_stream_it_held_from_its_log(host, tmp_path):
+    """After each stream's device applied packet 1, stream-a labels chunk 3 and a bit of
+    stream-b's log flips; the host is killed and Ray restarts it. stream-a comes back at packet
+    1 with chunk 3 too (its log took the chunk when labelled); stream-b's log is refused by
+    name and the stream starts afresh."""
     for sid in SPECS:
         for chunk in _chunks(sid, 2):
             ray.get(host.submit_chunk.remote(sid, chunk), timeout=300)
         _settled(host, [sid])
         assert [p[0] for p in _packets(host, sid)] == [1], "chunk 2 closes the first training period"
         assert ray.get(host.next_packet.remote(sid, 1, 1, 0.1), timeout=60) is None  # acknowledges packet 1
+    ray.get(host.submit_chunk.remote("stream-a", _chunks("stream-a", 3)[2]), timeout=300)
+    _settled(host, ["stream-a"])
     before = {s["stream_id"]: s["checkpoint"]["written"] for s in ray.get(host.stats.remote(), timeout=60)["streams"]}
     assert before == {"stream-a": 1, "stream-b": 1}
+    segment = tmp_path / "store" / "stream-b" / "seg-00000001.log"
+    damaged = bytearray(segment.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x20
+    segment.write_bytes(bytes(damaged))
+
     ray.kill(host, no_restart=False)
     report = _stats_after_restart(host)
     assert report["restarted"]
-    assert {s["stream_id"]: s["resumed_from_packet"] for s in report["streams"]} == {"stream-a": 1, "stream-b": 1}
+    streams = {s["stream_id"]: s for s in report["streams"]}
+    assert (streams["stream-a"]["resumed_from_packet"], streams["stream-a"]["chunks"]) == (1, 3)
+    assert streams["stream-b"]["resumed_from_packet"] is None and streams["stream-b"]["chunks"] == 0
+    assert "seg-00000001.log of stream stream-b is damaged at byte" in streams["stream-b"]["checkpoint"]["refused"]
 
 
 def test_a_stream_whose_labels_lag_is_told_to_sample_less_and_sheds_past_its_bound(teacher_and_coordinator,

@@ -58,13 +58,14 @@ class StreamJournal:
         self.force_snapshot = False  # a packet of the chain was dropped unacknowledged
         self.durable_sequence = self.durable_version = 0  # the newest packet the log holds, and its version
         self.stats = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None, "chunks": 0,
-                      "snapshots": 0}
+                      "snapshots": 0, "refused": None}
 
     # ------------------------------------------------------------------ restore
     def restore_into(self, session: StreamSession) -> int | None:
         """Resume `session` from the log; returns the packet sequence resumed at, or None for a
         stream with no log. Raises StreamStateError (LogDamaged included) naming the damage."""
         contents = self.log.read()
+        self.log.take_over(contents)
         if contents.snapshot is None and not contents.records:
             return None
         snapshot = StreamState.from_bytes(contents.snapshot) if contents.snapshot is not None else None
@@ -90,11 +91,7 @@ class StreamJournal:
 
     def start_afresh(self) -> None:
         """After a refused log: later segments follow the unusable ones, which are removed."""
-        listing = self.log.store.listing(self.stream_id)
-        numbers = [n for n in map(self.log._number, listing) if n is not None]
-        self.log.next_segment = max(numbers, default=0) + 1
-        self.log.snapshot = None
-        self.log.commit(self.log.next_segment)
+        self.log.start_afresh()
         self.retention = Retention(self.retention.horizon_s)
 
     def _numbers(self, packet: bytes) -> tuple[int, int, int]:

@@ -11,8 +11,9 @@ Object stores have no append, so the log is a folder of immutable objects:
   objects it stops naming are removed only after it is written.
 
 A restore reads the manifest, the snapshot and every segment from the manifest's first, in
-number order. A torn tail of the newest segment (a write cut short) is cut back to its last
-whole record, so the next segment can follow it; any other damage is refused by name.
+number order, ignoring a torn tail of the newest segment (a write cut short); any other
+damage is refused by name. Reading changes nothing; the host that then writes the log
+first cuts the torn tail back, so the next segment can follow it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def snapshot_name(packet_sequence: int) -> str:
 class LogContents:
     snapshot: bytes | None
     records: list[tuple[int, int, bytes]]  # (segment, kind, payload) in the order written
-    repaired: str | None  # a segment whose torn tail was cut back, if any
+    last_segment: int | None
+    torn: tuple[str, bytes] | None  # the newest segment's name and its whole records, when its tail is torn
+    leftovers: list[str]  # objects the manifest no longer names (a crash kept them from being removed)
 
 
 class StreamLog:
@@ -53,29 +56,42 @@ class StreamLog:
         self.bytes_written = 0  # everything this process put in the store for the stream
 
     def read(self) -> LogContents:
-        """Everything a restore needs, oldest first; also positions the log after its last
-        segment. Raises LogDamaged naming the object that is not what was written."""
+        """Everything a restore needs, oldest first, changing nothing (anyone may read).
+        Raises LogDamaged naming the object that is not what was written."""
         manifest = self._read_manifest()
-        self.first_segment, self.snapshot = manifest.get("first_segment", 1), manifest.get("snapshot")
+        first, snapshot_at = manifest.get("first_segment", 1), manifest.get("snapshot")
         snapshot = None
-        if self.snapshot is not None:
-            snapshot = self.store.get(self.stream_id, self.snapshot)
+        if snapshot_at is not None:
+            snapshot = self.store.get(self.stream_id, snapshot_at)
             if snapshot is None:
-                raise LogDamaged(f"the manifest of stream {self.stream_id} names {self.snapshot}, which is missing")
+                raise LogDamaged(f"the manifest of stream {self.stream_id} names {snapshot_at}, which is missing")
         names = list(self.store.listing(self.stream_id))
-        numbers = sorted(n for n in map(self._number, names) if n is not None and n >= self.first_segment)
-        self._remove_leftovers(names)
-        records, repaired = [], None
+        numbers = sorted(n for n in map(self._number, names) if n is not None and n >= first)
+        records, torn = [], None
         for number in numbers:
             name = segment_name(number)
             data = self.store.get(self.stream_id, name) or b""
             parsed = parse(data, f"{name} of stream {self.stream_id}", newest=number == numbers[-1])
             records += [(number, kind, payload) for kind, payload in parsed.records]
             if parsed.torn:
-                self._cut_back(name, data[:parsed.complete_bytes])
-                repaired = name
-        self.next_segment = (numbers[-1] + 1) if numbers else self.first_segment
-        return LogContents(snapshot, records, repaired)
+                torn = (name, data[:parsed.complete_bytes])
+        leftovers = [name for name in names if (self._number(name) or first) < first
+                     or (name.startswith("snapshot-") and name != snapshot_at)]
+        self.first_segment, self.snapshot = first, snapshot_at
+        return LogContents(snapshot, records, numbers[-1] if numbers else None, torn, leftovers)
+
+    def take_over(self, contents: LogContents) -> None:
+        """Become the log's one writer after reading it: a torn tail is cut back to its whole
+        records (so a later segment may follow it), leftovers are removed, and the next
+        segment is numbered after the last."""
+        if contents.torn is not None:
+            name, whole = contents.torn
+            if whole:
+                self.store.put(self.stream_id, name, whole)
+            else:
+                self.store.remove(self.stream_id, [name])
+        self.store.remove(self.stream_id, contents.leftovers)
+        self.next_segment = contents.last_segment + 1 if contents.last_segment is not None else self.first_segment
 
     def _read_manifest(self) -> dict:
         data = self.store.get(self.stream_id, MANIFEST)
@@ -90,25 +106,19 @@ class StreamLog:
                              f"reads {FORMAT}")
         return manifest
 
-    def _remove_leftovers(self, names: list[str]) -> None:
-        """Objects the manifest stopped naming before a crash kept them from being removed."""
-        stale = [name for name in names
-                 if (self._number(name) or self.first_segment) < self.first_segment
-                 or (name.startswith("snapshot-") and name != self.snapshot)]
-        self.store.remove(self.stream_id, stale)
-
     @staticmethod
     def _number(name: str) -> int | None:
         match = _SEGMENT.match(name)
         return int(match.group(1)) if match else None
 
-    def _cut_back(self, name: str, whole: bytes) -> None:
-        """Keep a torn segment's whole records (or nothing), so that it is no longer torn when
-        later segments follow it."""
-        if whole:
-            self.store.put(self.stream_id, name, whole)
-        else:
-            self.store.remove(self.stream_id, [name])
+    def start_afresh(self) -> None:
+        """Give up a log that cannot be used (its damage was reported): a manifest that names
+        no snapshot and starts after every existing segment, which are then removed."""
+        numbers = [n for n in map(self._number, self.store.listing(self.stream_id)) if n is not None]
+        self.first_segment = self.next_segment = max(numbers, default=0) + 1
+        self.snapshot = None
+        self.commit(self.next_segment)
+        self.store.remove(self.stream_id, [segment_name(n) for n in numbers])
 
     def append(self, records: list[tuple[int, bytes]]) -> int:
         """Write `records` ((kind, payload)) as the next segment; returns its number."""

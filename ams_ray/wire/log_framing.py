@@ -19,13 +19,15 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from ams_ray.wire.stream_state import StreamStateError
+
 _MAGIC = b"AR"
 _HEAD = struct.Struct("<2sBI")
 _CHECKS = struct.Struct("<II")
 PREFIX_BYTES = _HEAD.size + _CHECKS.size
 
 
-class LogDamaged(ValueError):
+class LogDamaged(StreamStateError):
     """A segment holds bytes that are not what was written; names the segment and the offset."""
 
 
