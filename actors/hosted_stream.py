@@ -1,12 +1,12 @@
 """One stream inside a trainer host: its session, its labelling backlog, its outbox of
-packets, checkpoints and counters.
+packets, durable log and counters.
 
 A `TrainerHost` holds K of these and moves chunks, labels and rounds between them and the
 shared teacher and training thread; everything that belongs to one stream lives here, so
 streams sharing a process share nothing else. Chunks enter the backlog in sequence order
 and are taken from it by one worker at a time; packets wait in the outbox until the device
-polls for them. The session resumes from the stream's checkpoint when the host (re)starts,
-and its log takes each chunk once labelled and each packet once the device applied it
+polls for them. The session resumes from the stream's log (its checkpoint) when the host
+(re)starts, and the log takes each chunk once labelled and each packet once the device applied it
 (`ams_ray.service.stream_journal`).
 """
 
@@ -280,7 +280,7 @@ class HostedStream:
         self._durably(self.journal.write_packets, due)
 
     def _durably(self, write, *args) -> None:
-        began = time.perf_counter()
+        began, written = time.perf_counter(), self.journal.log.bytes_written
         try:
             write(*args)
         except CheckpointError as exc:
@@ -289,6 +289,9 @@ class HostedStream:
                 log.error("stream %s: %s; the stream goes on without checkpoints", self.stream_id, exc)
                 self.checkpoint["error"] = str(exc)
             return
+        finally:
+            if self.journal.log.bytes_written > written:
+                self.metrics.log_bytes.inc(self.journal.log.bytes_written - written)
         self.checkpoint["seconds"] += time.perf_counter() - began
 
     def stats(self) -> dict:

@@ -163,7 +163,7 @@ class RayDevice:
 
     async def _poll_packets(self) -> None:
         """Long-poll the trainer for the next packet and apply it, for as long as the device runs.
-        The poll acknowledges the packet before it (the trainer checkpoints the stream there)."""
+        The poll acknowledges the packet before it (the trainer logs it then)."""
         while True:
             try:
                 reply = await asyncio.wait_for(

@@ -119,6 +119,7 @@ class TrainerMetrics:
         self.training = make("ams_stream_training_duration_seconds", stream=stream_id)
         self.turn_wait = make("ams_stream_turn_wait_seconds", stream=stream_id)
         self.backlog = make("ams_stream_label_backlog_chunks", stream=stream_id)
+        self.log_bytes = make("ams_stream_log_bytes_total", stream=stream_id)
         self.errors = ErrorCounter("trainer")
         self.live = LiveGauges()
         self.live.track("backlog", self.backlog, backlog)

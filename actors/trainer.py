@@ -133,7 +133,7 @@ class TrainerHost(DeviceStreams):
                           timeout_s: float) -> tuple[int, bytes, int] | None:
         """The stream's oldest packet numbered above `after`, its number and the chunk that made
         its round due, waiting up to `timeout_s` (a long-poll). `version`: the model version the
-        device holds after packet `after`, which acknowledges it (the stream is checkpointed).
+        device holds after packet `after`, which acknowledges it (it goes into the stream's log).
         A device that asks again after a lost reply gets the same packet again (counted)."""
         stream = self._opened(stream_id)
         if version is not None:

@@ -67,6 +67,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "to grant its device", STREAM, SECONDS_SLOW),
     MetricSpec("ams_stream_label_backlog_chunks", "gauge", "accepted chunks of the stream waiting to be labelled; "
                "above one, the device is told a lower sampling rate", STREAM),
+    MetricSpec("ams_stream_log_bytes_total", "counter", "bytes the stream's durable log wrote to the checkpoint "
+               "store (chunks, packets, snapshots, manifests); about the stream's uplink + downlink", STREAM),
     # --- the shared teacher ---
     MetricSpec("ams_teacher_batch_size", "histogram", "frames per batched teacher call", ("deployment",),
                (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)),

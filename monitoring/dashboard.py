@@ -134,6 +134,14 @@ def stream_panels(y: int) -> list[dict]:
                [(f"max by (stream) (ray_ams_stream_label_backlog_chunks{{{ONE_STREAM}}})", "{{stream}}")],
                0, y + 15, 8, description="chunks accepted and waiting for the teacher; above 1 the device is told "
                                          "a lower sampling rate, past the bound chunks are shed"),
+        _panel("Durable log against the wire",
+               [(f"8 * sum by (stream) (rate(ray_ams_stream_log_bytes_total{{{ONE_STREAM}}}[{RATE}]))",
+                 "{{stream}} log writes"),
+                (f"8 * sum by (stream) (rate(ray_ams_stream_uplink_bytes_total{{{ONE_STREAM}}}[{RATE}]) + "
+                 f"rate(ray_ams_stream_downlink_bytes_total{{{ONE_STREAM}}}[{RATE}]))", "{{stream}} wire")],
+               8, y + 15, 8, unit="bps",
+               description="what the stream's log writes to the checkpoint store (each chunk once labelled, each "
+                           "packet once applied) next to what crossed the wire; about equal"),
     ]
 
 

@@ -113,8 +113,8 @@ class DeviceIngress:
                           version: int | None = Query(None, ge=0), wait: float = Query(20.0, ge=0.0)) -> Response:
         """The oldest update packet numbered above `after`, waiting up to `wait` seconds for
         one (at most the service's long-poll limit); 204 when none came. `version`, the model
-        version the device holds after packet `after`, acknowledges that packet: the stream
-        is checkpointed at it."""
+        version the device holds after packet `after`, acknowledges that packet: it goes
+        into the stream's log."""
         async with self._refusals():
             self._admit(stream_id, request)
             host = await self._host(stream_id)

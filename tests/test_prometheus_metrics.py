@@ -101,7 +101,9 @@ def test_counters_agree_with_the_run_reports(scraped_run):
     applied = _by_stream(url, "ray_ams_stream_updates_applied_total", ended)
     played = _by_stream(url, "ray_ams_stream_frames_played_total", ended)
     staleness = _by_stream(url, "ray_ams_stream_update_staleness_seconds_count", ended)
+    logged = _by_stream(url, "ray_ams_stream_log_bytes_total", ended)
     for sid in STREAMS:
+        assert 0 < logged[sid] <= 2 * (uplink[sid] + downlink[sid]), "the durable log costs about the wire"
         assert uplink[sid] == edges[sid]["uplink_bytes"]
         assert downlink[sid] == edges[sid]["downlink_bytes"]
         assert applied[sid] == edges[sid]["updates_applied"] >= 2
