@@ -31,6 +31,7 @@ from ams_ray.models.student_spec import StudentSpec
 from ams_ray.models.students import build_student
 from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
 from ams_ray.service.label_backlog import BacklogPolicy
+from ams_ray.service.packet_outbox import PacketOutbox
 from ams_ray.service.stream_journal import MadePacket, StreamJournal
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.wire.messages import SampleChunk
@@ -39,7 +40,6 @@ from ams_ray.wire.stream_state import StreamStateError
 log = logging.getLogger(__name__)
 REORDER_WAIT_S = 5.0  # how long a chunk waits for a predecessor that has not arrived
 CHUNK_PROBLEMS = ("duplicate_chunk", "missing_chunk", "unlabelled_chunk", "shed_chunk")
-OUTBOX_SIZE = 8  # packets kept for a device that polls; an older one is superseded by a resync anyway
 
 
 class HostedStream:
@@ -71,14 +71,8 @@ class HostedStream:
         self.labelled_wall: list[float] = []
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
-        self.outbox: list[tuple[int, bytes, int]] = []  # (sequence, packet, due chunk), until polled
-        self.mail = asyncio.Condition()
-        self.handed_out = 0  # the newest packet sequence a poll has returned
-        self.packets_posted = 0
-        self.packets_resent = 0  # returned again: the device never got the first reply
-        self.superseded = False  # a device missed packets the outbox no longer holds
+        self.outbox = PacketOutbox()
         self.rounds_in_flight = 0
-        self.polls = 0  # devices waiting for a packet now (long-polls)
         self.last_activity = time.monotonic()
         self.resumed_from = self._resume()
         self.submitted = self.session.last_chunk  # the newest chunk number taken into the backlog
@@ -211,43 +205,23 @@ class HostedStream:
 
     # ------------------------------------------------------------------ the outbox
     async def post(self, sequence: int, packet: bytes, due_chunk: int) -> None:
-        """A packet for the device to fetch; `due_chunk`: the upload that made its round due."""
-        self.outbox = [*self.outbox[-(OUTBOX_SIZE - 1):], (sequence, packet, due_chunk)]
-        self.packets_posted += 1
-        async with self.mail:
-            self.mail.notify_all()
+        await self.outbox.post(sequence, packet, due_chunk)
 
     async def packet_after(self, sequence: int, timeout_s: float) -> tuple[int, bytes, int] | None:
         """The oldest packet numbered above `sequence` (with its number and its due chunk),
-        waiting at most `timeout_s` for one."""
-        def first() -> tuple[int, bytes, int] | None:
-            return next((entry for entry in self.outbox if entry[0] > sequence), None)
-
-        self.polls += 1
+        waiting at most `timeout_s` for one; a packet asked for again is counted."""
+        resent = self.outbox.resent
         try:
-            async with self.mail:
-                try:
-                    await asyncio.wait_for(self.mail.wait_for(lambda: first() is not None), timeout_s)
-                except asyncio.TimeoutError:
-                    return None
-                entry = first()
-                if entry[0] > sequence + 1:
-                    self.superseded = True  # packets after `sequence` were dropped from the outbox
-                if entry[0] <= self.handed_out:  # the device asks again: it never got the first reply
-                    self.packets_resent += 1
-                    self.metrics.errors.count("packet_resent")
-                self.handed_out = max(self.handed_out, entry[0])
-                return entry
+            return await self.outbox.after(sequence, timeout_s)
         finally:
-            self.polls -= 1
+            self.metrics.errors.count("packet_resent", self.outbox.resent - resent)
             self.last_activity = time.monotonic()
 
     def resync_if_superseded(self) -> None:
         """The device missed packets that are gone, so it cannot apply the later ones: the
         next packet patches the pretrained model (version 0), which the device applies
         whatever it holds. Called only between this stream's rounds."""
-        if self.superseded:
-            self.superseded = False
+        if self.outbox.take_superseded():
             self.distiller.restart_from_pretrained()
             self.session.stats.resyncs += 1
             log.warning("stream %s: the device missed packets no longer kept; the next packet starts from the "
@@ -261,7 +235,7 @@ class HostedStream:
     @property
     def idle(self) -> bool:
         """Nothing in flight: no chunk waiting or being taken, no round, no device waiting for a packet."""
-        return not (self.pending or self.rounds_in_flight or self.polls or self.order.locked())
+        return not (self.pending or self.rounds_in_flight or self.outbox.polls or self.order.locked())
 
     # ------------------------------------------------------------------ the durable log
     def acknowledged(self, packet: int, version: int) -> list[MadePacket]:
@@ -300,7 +274,7 @@ class HostedStream:
                 "chunks": s.chunks, "frames_labelled": s.frames_labelled, "duplicate_chunks": s.duplicate_chunks,
                 "missing_chunks": s.missing_chunks, "unlabelled_chunks": s.unlabelled_chunks, "resyncs": s.resyncs,
                 "shed_chunks": s.shed_chunks, "max_label_backlog": self.max_backlog, "rate_cuts": self.rate_cuts,
-                "packets_posted": self.packets_posted, "packets_resent": self.packets_resent,
+                "packets_posted": self.outbox.posted, "packets_resent": self.outbox.resent,
                 "label_wait_s": self.label_wait_s,
                 "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
                 "teacher_batches": self.teacher_batches, "teacher_seconds": self.teacher_seconds,

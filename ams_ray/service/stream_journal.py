@@ -25,6 +25,7 @@ import numpy as np
 from ams_ray.learn.session import StreamSession
 from ams_ray.service.checkpoint_store import CheckpointStore
 from ams_ray.service.log_retention import Retention
+from ams_ray.service.packet_outbox import OUTBOX_SIZE
 from ams_ray.service.stream_log import StreamLog
 from ams_ray.wire.codec import PacketError, packet_numbers
 from ams_ray.wire.log_framing import LogDamaged
@@ -32,7 +33,7 @@ from ams_ray.wire.messages import SampleChunk
 from ams_ray.wire.stream_records import CHUNK, PACKET, LabelledChunk, LoggedPacket, Progress
 from ams_ray.wire.stream_state import StreamState, StreamStateError
 
-MADE_KEPT = 16  # packets made and not yet acknowledged; the outbox holds 8, a device never acks older ones
+MADE_KEPT = 2 * OUTBOX_SIZE  # packets made and not yet acknowledged; a device never acknowledges older ones
 COMPACT_AFTER_SEGMENTS = 8  # dead segments allowed to pile up before the manifest drops them
 
 
