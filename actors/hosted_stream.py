@@ -254,14 +254,17 @@ class HostedStream:
         self._durably(self.journal.write_packets, due)
 
     def _durably(self, write, *args) -> None:
+        """Run a log write on the writer thread; no caller waits for it, so a failure is
+        counted and said here (once), and the stream goes on."""
         began, written = time.perf_counter(), self.journal.log.bytes_written
         try:
             write(*args)
-        except CheckpointError as exc:
+        except Exception as exc:  # noqa: BLE001 - a store error, or a bug: either way the stream goes on
             self.metrics.errors.count("checkpoint_failed")
-            if self.checkpoint["error"] is None:  # said once; the stream goes on without its log
-                log.error("stream %s: %s; the stream goes on without checkpoints", self.stream_id, exc)
-                self.checkpoint["error"] = str(exc)
+            if self.checkpoint["error"] is None:
+                message = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
+                log.error("stream %s: %s; the stream goes on without checkpoints", self.stream_id, message)
+                self.checkpoint["error"] = message
             return
         finally:
             if self.journal.log.bytes_written > written:

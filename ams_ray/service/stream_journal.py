@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ams_ray.learn.session import StreamSession
-from ams_ray.service.checkpoint_store import CheckpointStore
+from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
 from ams_ray.service.log_retention import Retention
 from ams_ray.service.packet_outbox import OUTBOX_SIZE
 from ams_ray.service.stream_log import StreamLog
@@ -138,7 +138,15 @@ class StreamJournal:
 
     def write_packets(self, due: list[MadePacket]) -> None:
         """Log acknowledged packets: from the newest that carries its weights as a snapshot (if
-        any), then the packets after it, in order."""
+        any), then the packets after it, in order. If the store fails, the next packet made
+        carries its weights, so the log's model does not build on the packets lost."""
+        try:
+            self._write_packets(due)
+        except CheckpointError:
+            self.force_snapshot = True
+            raise
+
+    def _write_packets(self, due: list[MadePacket]) -> None:
         based = max((i for i, m in enumerate(due) if m.mirror is not None), default=None)
         if based is not None:
             base = due[based]
