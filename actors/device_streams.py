@@ -47,6 +47,7 @@ class DeviceStreams:
             self._ensure_retiring()
         stream = self.streams[stream_id]
         stream.last_activity = time.monotonic()
+        self._ensure_worker(stream)
         return stream
 
     def _ensure_retiring(self) -> None:

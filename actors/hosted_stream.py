@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from contextlib import asynccontextmanager, contextmanager
 from typing import AsyncIterator, Iterator
 
@@ -62,6 +62,7 @@ class HostedStream:
         self.backlog: deque[tuple[SampleChunk, bool, float]] = deque()  # (chunk, kept, wall time it came)
         self.backlog_policy = BacklogPolicy(settings.label_backlog_chunks, config.sampling.min_rate_fps)
         self.worker: asyncio.Task | None = None  # takes the backlog in order; one at a time
+        self.taking: SampleChunk | None = None  # the chunk the worker has out of the backlog now
         self.max_backlog = 0
         self.label_wait_s: list[float] = []  # per labelled chunk: from entering the backlog to its labels
         self.rate_cuts = 0  # uploads answered with a rate lowered for the backlog
@@ -75,7 +76,9 @@ class HostedStream:
         self.rounds_in_flight = 0
         self.last_activity = time.monotonic()
         self.resumed_from = self._resume()
-        self.submitted = self.session.last_chunk  # the newest chunk number taken into the backlog
+        for chunk in self.journal.waiting:  # accepted before a restart, never labelled: labelled now
+            self.backlog.append((chunk, True, time.time()))
+        self.submitted = max([self.session.last_chunk] + [c.sequence for c in self.journal.waiting])
 
     @property
     def distiller(self) -> OnlineDistiller:
@@ -162,6 +165,7 @@ class HostedStream:
     def unlabelled(self, chunk: SampleChunk, reason: str) -> float:
         """The teacher gave up on the chunk's frames: skipped, counted, the stream goes on."""
         self.metrics.errors.count("teacher_failed")
+        self.log_dropped(chunk)
         with self._counting_problems():
             return self.session.unlabelled(chunk, LabellingFailed(reason))
 
@@ -175,7 +179,7 @@ class HostedStream:
         self.label_wait_s.append(self.labelled_wall[-1] - submitted_wall)
         labels = np.stack([labels for labels, _, _ in results])
         self.session.record(chunk, frames, labels)
-        self.writer.submit(self.log_chunk, chunk, labels)  # in order with the packets' writes: one thread
+        self.writer.submit(self._durably, self.journal.write_labels, chunk.sequence, labels)
 
     @contextmanager
     def _counting_problems(self) -> Iterator[None]:
@@ -230,7 +234,7 @@ class HostedStream:
     @property
     def pending(self) -> int:
         """Chunks accepted and not yet through labelling (and their round, if one fell due)."""
-        return len(self.backlog) + (self.worker is not None and not self.worker.done())
+        return len(self.backlog) + (self.taking is not None)
 
     @property
     def idle(self) -> bool:
@@ -245,9 +249,15 @@ class HostedStream:
         waits behind a round, and a late one still logs the model the device holds."""
         return self.journal.acknowledged(packet, version)
 
-    def log_chunk(self, chunk: SampleChunk, labels: np.ndarray) -> None:
-        """On the host's writer thread: the labelled chunk into the stream's log."""
-        self._durably(self.journal.write_chunk, chunk, labels)
+    def log_accepted(self, chunk: SampleChunk) -> Future:
+        """The chunk into the stream's log, as uploaded, on the writer thread; called while the
+        chunk holds the stream's entrance, so the log takes chunks in sequence order. The
+        upload is answered once this is done."""
+        return self.writer.submit(self._durably, self.journal.write_accepted, chunk)
+
+    def log_dropped(self, chunk: SampleChunk) -> None:
+        """An accepted chunk taken without labels: a restore must not take it again."""
+        self.writer.submit(self._durably, self.journal.write_labels, chunk.sequence, None)
 
     def log_packets(self, due: list[MadePacket]) -> None:
         """On the host's writer thread: acknowledged packets into the stream's log."""

@@ -125,9 +125,17 @@ class TrainerHost(DeviceStreams):
         chunk = SampleChunk.from_bytes(data)
         async with stream.in_sequence(chunk.sequence):
             outcome = stream.submit(chunk)
-        if outcome != "replayed" and (stream.worker is None or stream.worker.done()):
-            stream.worker = asyncio.get_running_loop().create_task(self._work_through(stream))
+            logged = stream.log_accepted(chunk) if outcome == "accepted" else None
+        if logged is not None:
+            await asyncio.wrap_future(logged)  # "accepted" means in the stream's log: it survives a crash
+        self._ensure_worker(stream)
         return outcome, stream.rate_to_tell()
+
+    def _ensure_worker(self, stream) -> None:
+        """Start the stream's worker when chunks wait and none runs (also for chunks a restart
+        brought back from the log)."""
+        if stream.backlog and (stream.worker is None or stream.worker.done()):
+            stream.worker = asyncio.get_running_loop().create_task(self._work_through(stream))
 
     async def next_packet(self, stream_id: str, after: int, version: int | None,
                           timeout_s: float) -> tuple[int, bytes, int] | None:
@@ -147,6 +155,7 @@ class TrainerHost(DeviceStreams):
         counted and the worker goes on."""
         while stream.backlog:
             chunk, kept, submitted_wall = stream.backlog.popleft()
+            stream.taking = chunk
             try:
                 if not kept:
                     stream.shed(chunk)
@@ -155,15 +164,19 @@ class TrainerHost(DeviceStreams):
                 if due_at is not None:
                     await self._train_and_post(stream, due_at, chunk.sequence)
             except Exception as exc:  # noqa: BLE001 - no caller waits: the error is counted and logged
+                stream.log_dropped(chunk)
                 stream.metrics.errors.count("chunk_failed")
                 log.error("stream %s: chunk %d failed: %s: %s", stream.stream_id, chunk.sequence,
                           type(exc).__name__, exc)
+            finally:
+                stream.taking = None
 
     async def _take(self, stream, chunk: SampleChunk, submitted_wall: float) -> float | None:
         """Accept, label and record a chunk: the video time a round fell due at, or None (none
         due, or the chunk was a duplicate or went unlabelled)."""
         frames = stream.accept(chunk)
         if frames is None:
+            stream.log_dropped(chunk)
             return None
         requests = [(stream.label_key, int(i), f) for f, i in zip(frames, chunk.frame_indices)]
         results = await label_with_retry(self.teacher, requests, self.settings.label_timeout_s)

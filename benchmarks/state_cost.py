@@ -11,8 +11,9 @@ the same events:
 
 * old: the format before issue 20 (a whole-window `StreamState`, format 1), captured when a
   packet is made and written when it is acknowledged, reproduced here to measure against;
-* new: the stream's log (`ams_ray.service.stream_journal`): each chunk once labelled, each
-  packet once acknowledged, snapshots only when a packet chain outgrows the weights.
+* new: the stream's log (`ams_ray.service.stream_journal`): each chunk as uploaded, its labels
+  once the teacher has them, each packet once acknowledged, snapshots only when a packet chain
+  outgrows the weights.
 
 The rate is held fixed (ASR and ATR off) so the window is exactly 250 s at the case's rate.
 Packet sizes depend on the strategy's coordinate fraction, not on how long a round trains,
@@ -110,7 +111,8 @@ class Tally:
     store_bytes: int = 0
     capture_ms: list[float] = field(default_factory=list)  # on the host's loop, when a packet is made
     ack_write_ms: list[float] = field(default_factory=list)  # on the writer thread, per acknowledgement
-    chunk_write_ms: list[float] = field(default_factory=list)
+    chunk_write_ms: list[float] = field(default_factory=list)  # the chunk as uploaded, before it is answered
+    label_write_ms: list[float] = field(default_factory=list)
 
 
 def make_session(config: AmsConfig) -> StreamSession:
@@ -147,10 +149,11 @@ def run_case(profile: str, rate: float, args: argparse.Namespace, teacher, workd
         frames = np.stack([video.frame(i) for i in indices])
         chunk = SampleChunk("cam", seq, tuple(indices), tuple(i / rate for i in indices), encode_chunk(frames))
         wire["up"] += chunk.num_bytes
+        new.chunk_write_ms.append(_timed_ms(journal.write_accepted, chunk))
         decoded = session.accept(chunk)
         labels = np.asarray(teacher.label(decoded, indices), dtype=np.uint8)
         session.record(chunk, decoded, labels)
-        new.chunk_write_ms.append(_timed_ms(journal.write_chunk, chunk, labels))
+        new.label_write_ms.append(_timed_ms(journal.write_labels, chunk.sequence, labels))
         now = chunk.times_s[-1]
         if not session.due(now):
             continue
@@ -191,6 +194,7 @@ def run_case(profile: str, rate: float, args: argparse.Namespace, teacher, workd
             "ratio": round(tally.store_bytes / hours / wire_per_hour, 3),
             "ack_write_ms_p50": _pct(tally.ack_write_ms, 50), "ack_write_ms_p95": _pct(tally.ack_write_ms, 95),
             "chunk_write_ms_p50": _pct(tally.chunk_write_ms, 50), "chunk_write_ms_p95": _pct(tally.chunk_write_ms, 95),
+            "label_write_ms_p50": _pct(tally.label_write_ms, 50), "label_write_ms_p95": _pct(tally.label_write_ms, 95),
             "capture_ms_p50": _pct(tally.capture_ms, 50), "capture_ms_p95": _pct(tally.capture_ms, 95),
             "restore_s": round(restores[name][0], 3), "restore_peak_mb": round(restores[name][1] / MB, 1),
             "restored_window_frames": restores[name][2], "window_frames": len(session.window),

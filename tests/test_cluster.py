@@ -136,4 +136,8 @@ def test_streams_run_and_resume_across_nodes_that_share_no_disk(nodes_sharing_no
     trainer = next(t for t in facts["trainers"] if t["stream_id"] == "stream-600")
     assert trainer["restarted"] and trainer["resumed_from_packet"] >= 1
     edge = next(e for e in facts["edges"] if e["stream_id"] == "stream-600")
-    assert any(t > facts["killed"][0] for t in edge["applied_wall"]) and edge["rejected_packets"] == []
+    keys = ("chunks", "rounds", "missing_chunks", "resyncs", "packets_posted", "resumed_from_packet", "checkpoint")
+    assert any(t > facts["killed"][0] for t in edge["applied_wall"]) and edge["rejected_packets"] == [], \
+        (facts["killed"], edge["applied_wall"], {k: trainer.get(k) for k in keys},
+         {k: edge.get(k) for k in ("chunks", "upload_errors", "upload_timeouts", "updates_applied", "shed_chunks",
+                                   "packets_missed", "frames")})

@@ -53,10 +53,11 @@ class Stream:
                            encode_chunk(frames), device.version, max(device.last_sequence, 0))
 
     def take(self, chunk: SampleChunk) -> bytes | None:
+        self.journal.write_accepted(chunk)
         frames = self.session.accept(chunk)
         labels = np.stack([self.video.labels(i) for i in chunk.frame_indices])
         self.session.record(chunk, frames, labels)
-        self.journal.write_chunk(chunk, labels)
+        self.journal.write_labels(chunk.sequence, labels)
         now = chunk.times_s[-1]
         if not self.session.due(now):
             return None
@@ -106,12 +107,27 @@ def test_a_torn_last_chunk_restores_the_stream_as_it_was_before_that_chunk(store
     _run(live, device, range(1, 5))
     before = live.session.progress()
     _run(live, device, range(5, 6), acknowledge=False)
-    last = segment_name(live.journal.log.next_segment - 1)
+    last = segment_name(live.journal.log.next_segment - 1)  # chunk 5's labels
     store.put("cam", last, store.get("cam", last)[:-100])
 
     restored = Stream(store, video, restart_from_pretrained=True)
     restored.journal.restore_into(restored.session)
     assert restored.session.last_chunk == 4 and restored.session.progress() == before
+    assert [c.sequence for c in restored.journal.waiting] == [5], "accepted, its labels torn: to be labelled again"
+
+
+def test_a_chunk_accepted_and_never_labelled_comes_back_to_be_labelled_and_a_dropped_one_does_not(store, video):
+    live = Stream(store, video, restart_from_pretrained=True)
+    device = DeviceModel(live.session.distiller.edge_bundle(64, 128))
+    _run(live, device, range(1, 3))
+    waiting, dropped = live.chunk(3, device), live.chunk(4, device)
+    live.journal.write_accepted(waiting)
+    live.journal.write_accepted(dropped)
+    live.journal.write_labels(4, None)  # e.g. the teacher gave up on it
+
+    restored = Stream(store, video, restart_from_pretrained=True)
+    restored.journal.restore_into(restored.session)
+    assert restored.journal.waiting == [waiting] and restored.session.last_chunk == 2
 
 
 def test_compaction_keeps_exactly_the_window_and_the_store_stays_bounded_over_many_windows(store, video):
@@ -120,16 +136,18 @@ def test_compaction_keeps_exactly_the_window_and_the_store_stays_bounded_over_ma
     footprints, chunk_bytes = [], []
     for seq in range(1, 61):  # 600 s of video: twenty windows of 30 s
         chunk = stream.chunk(seq, device)
+        stream.journal.write_accepted(chunk)
         labels = np.stack([video.labels(i) for i in chunk.frame_indices])
         stream.session.record(chunk, stream.session.accept(chunk), labels)
-        stream.journal.write_chunk(chunk, labels)
-        chunk_bytes.append(store.listing("cam")[segment_name(stream.journal.log.next_segment - 1)])
+        stream.journal.write_labels(chunk.sequence, labels)
+        listing = store.listing("cam")
+        chunk_bytes.append(sum(listing[segment_name(stream.journal.log.next_segment - n)] for n in (1, 2)))
         footprints.append(stream.journal.log.footprint_bytes())
 
     newest = 600.0 + 5.0
     window = [seq for seq in range(1, 61) if 20 * seq / 2 + 5.0 >= newest - HORIZON_S]
     assert [c.sequence for c in stream.journal.retention.live_chunks()] == window
-    bound = (len(window) + COMPACT_AFTER_SEGMENTS) * max(chunk_bytes) + 200  # + the manifest
+    bound = (len(window) + COMPACT_AFTER_SEGMENTS) * max(chunk_bytes) + 200  # + the manifest (chunk: 2 segments)
     assert max(footprints) <= bound and max(footprints[-10:]) <= bound
     assert sum(chunk_bytes) > 2 * bound, "without compaction the store would have outgrown the bound"
 

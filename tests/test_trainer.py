@@ -157,26 +157,32 @@ def test_a_restarted_host_resumes_every_stream_it_held_from_its_log(host, tmp_pa
     assert "seg-00000001.log of stream stream-b is damaged at byte" in streams["stream-b"]["checkpoint"]["refused"]
 
 
-def test_a_stream_whose_labels_lag_is_told_to_sample_less_and_sheds_past_its_bound(teacher_and_coordinator,
-                                                                                     tmp_path):
+def test_a_stream_whose_labels_lag_is_told_to_sample_less_sheds_past_its_bound_and_keeps_what_it_took(
+        teacher_and_coordinator, tmp_path):
     """A teacher that takes 20 s a batch holds chunk 1; chunks 2-6, sent one after another,
     are each answered at once: while more than one waits the rate halves per chunk waiting,
-    down to the floor, and the fifth one waiting (chunk 6) is shed."""
+    down to the floor, and the fifth one waiting (chunk 6) is shed. The host is killed before
+    the teacher answers: restarted, it holds chunks 1-5 again (each was in the stream's log
+    before its upload was answered), not the shed one, and labels them."""
     _, coordinator = teacher_and_coordinator
     stalled = serve.run(teacher_app("tests.teacher_plugins:stalled_colour", num_cpus=0.5), name="stalled-teacher",
                         route_prefix=None)
     config = AmsConfig.for_profile("cpu").with_overrides(video={"height": 64, "width": 128})
     settings = TrainerSettings(str(tmp_path / "store"), 120.0, label_backlog_chunks=4)
-    actor = TrainerHost.options(num_cpus=0.5, max_restarts=0).remote(
+    actor = TrainerHost.options(num_cpus=0.5, max_restarts=1).remote(
         "trainer-lag", [("stream-a", None)], StudentSpec("tiny"), NUM_CLASSES, config.model_dump_json(),
         "ams_gg10", stalled, coordinator, settings)
     try:
         replies = [ray.get(actor.submit_chunk.remote("stream-a", c), timeout=120) for c in _chunks("stream-a", 6)]
         (stream,) = ray.get(actor.stats.remote(), timeout=60)["streams"]
+        ray.kill(actor, no_restart=False)
+        assert _stats_after_restart(actor)["restarted"]
+        after = ray.get(actor.stream_status.remote("stream-a"), timeout=60)
     finally:
         ray.kill(actor)
         serve.delete("stalled-teacher")
     rate, floor = config.sampling.initial_rate_fps, config.sampling.min_rate_fps
     assert [outcome for outcome, _ in replies] == ["accepted"] * 5 + ["shed"]
     assert [r for _, r in replies] == [rate, rate, rate / 2, rate / 4, max(floor, rate / 8), max(floor, rate / 16)]
-    assert stream["max_label_backlog"] == 5 and stream["rate_cuts"] == 4
+    assert stream["max_label_backlog"] == 5 and stream["rate_cuts"] == 4 and stream["chunks"] == 0
+    assert after["chunk_sequence"] == 5 and after["pending"] + after["chunks"] == 5, after

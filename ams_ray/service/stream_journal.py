@@ -2,7 +2,8 @@
 
 Each write costs about what crossed the wire (`ams_ray.wire.stream_records`):
 
-* a chunk, when the teacher has labelled it: its H.264 bytes as uploaded and its label maps;
+* a chunk, as uploaded, before the upload is answered; its label maps once the teacher has
+  labelled it (or a mark that it was dropped unlabelled);
 * a packet, when the device acknowledges it: the packet as sent and the stream's progress
   when it was made (a few hundred bytes);
 * a snapshot of the weights, only when the packets a restore would replay since the last
@@ -30,7 +31,8 @@ from ams_ray.service.stream_log import StreamLog
 from ams_ray.wire.codec import PacketError, packet_numbers
 from ams_ray.wire.log_framing import LogDamaged
 from ams_ray.wire.messages import SampleChunk
-from ams_ray.wire.stream_records import CHUNK, PACKET, LabelledChunk, LoggedPacket, Progress
+from ams_ray.wire.stream_records import (ACCEPTED, LABELS, PACKET, ChunkLabels, LabelledChunk, LoggedPacket,
+                                          Progress)
 from ams_ray.wire.stream_state import StreamState, StreamStateError
 
 MADE_KEPT = 2 * OUTBOX_SIZE  # packets made and not yet acknowledged; a device never acknowledges older ones
@@ -58,24 +60,36 @@ class StreamJournal:
         self.chain_made_bytes = 0  # packet bytes made since the model was last based on a snapshot or version 0
         self.force_snapshot = False  # a packet of the chain was dropped unacknowledged
         self.durable_sequence = self.durable_version = 0  # the newest packet the log holds, and its version
+        self.waiting: list[SampleChunk] = []  # restored: accepted, never labelled
         self.stats = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None, "chunks": 0,
                       "snapshots": 0, "refused": None}
 
     # ------------------------------------------------------------------ restore
     def restore_into(self, session: StreamSession) -> int | None:
         """Resume `session` from the log; returns the packet sequence resumed at, or None for a
-        stream with no log. Raises StreamStateError (LogDamaged included) naming the damage."""
+        stream with no log. Chunks accepted and never labelled are left in `waiting`, for the
+        host to label now. Raises StreamStateError (LogDamaged included) naming the damage."""
         contents = self.log.read()
         self.log.take_over(contents)
         if contents.snapshot is None and not contents.records:
             return None
         snapshot = StreamState.from_bytes(contents.snapshot) if contents.snapshot is not None else None
         based_on = snapshot.progress.packet_sequence if snapshot is not None else 0
-        packets, chunks = [], []
+        packets, accepted, labelled = [], {}, []
         for segment, kind, payload in contents.records:
-            if kind == CHUNK:
-                chunks.append(LabelledChunk.from_bytes(payload))
-                self.retention.chunk(segment, chunks[-1].sequence, chunks[-1].times_s)
+            if kind == ACCEPTED:
+                chunk = SampleChunk.from_bytes(payload)
+                accepted[chunk.sequence] = chunk
+                self.retention.accepted(segment, chunk.sequence, chunk.times_s)
+            elif kind == LABELS:
+                labels = ChunkLabels.from_bytes(payload)
+                chunk = accepted.pop(labels.sequence, None)
+                if chunk is not None and labels.labels is not None:
+                    labelled.append(LabelledChunk(chunk.sequence, chunk.frame_indices, chunk.times_s, chunk.h264,
+                                                  labels.labels))
+                    self.retention.labelled(chunk.sequence)
+                else:
+                    self.retention.dropped(labels.sequence)
             elif kind == PACKET:
                 logged = LoggedPacket.from_bytes(payload)
                 sequence, base, _ = self._numbers(logged.packet)
@@ -84,7 +98,8 @@ class StreamJournal:
                     self.retention.packet(segment, sequence, base, len(logged.packet))
             else:
                 raise LogDamaged(f"stream {self.stream_id}: segment {segment} holds a record of unknown kind {kind}")
-        session.resume(snapshot, packets, chunks)
+        session.resume(snapshot, packets, labelled)
+        self.waiting = sorted(accepted.values(), key=lambda c: c.sequence)
         self.durable_sequence = self.stats["sequence"] = session.distiller.sequence
         self.durable_version = session.distiller.version
         self.chain_made_bytes = self.retention.chain_bytes
@@ -128,11 +143,20 @@ class StreamJournal:
         return due
 
     # ------------------------------------------------------------------ on the writer thread
-    def write_chunk(self, chunk: SampleChunk, labels: np.ndarray) -> None:
-        record = LabelledChunk(chunk.sequence, chunk.frame_indices, chunk.times_s, chunk.h264, labels).to_bytes()
-        segment = self.log.append([(CHUNK, record)])
-        self.retention.chunk(segment, chunk.sequence, chunk.times_s)
-        self.stats["chunks"] += 1
+    def write_accepted(self, chunk: SampleChunk) -> None:
+        """A chunk the stream took, as uploaded; written before the upload is answered."""
+        segment = self.log.append([(ACCEPTED, chunk.to_bytes())])
+        self.retention.accepted(segment, chunk.sequence, chunk.times_s)
+        self._compact_if_worth_it()
+
+    def write_labels(self, sequence: int, labels: np.ndarray | None) -> None:
+        """The teacher's labels for accepted chunk `sequence`, or None: it was dropped unlabelled."""
+        self.log.append([(LABELS, ChunkLabels(sequence, labels).to_bytes())])
+        if labels is None:
+            self.retention.dropped(sequence)
+        else:
+            self.retention.labelled(sequence)
+            self.stats["chunks"] += 1
         self._compact_if_worth_it()
         self.stats["bytes"] = self.log.bytes_written
 

@@ -1,16 +1,20 @@
-"""What a stream's durable log holds: the chunks it learned from and the packets it sent.
+"""What a stream's durable log holds: the chunks it took and the packets it sent.
 
 The device's model is the pretrained weights plus the packets it applied, and the server's
 window is the chunks it labelled; so a stream is kept as those, in the form they crossed
 the wire, each written once:
 
-* `LabelledChunk`: an uploaded chunk's H.264 bytes as they arrived, its frame numbers and
-  times, and the teacher's label maps (`label_codec`). Written when the chunk is labelled.
-* `LoggedPacket`: an update packet as it went down, with the stream's `Progress` at the
-  moment the packet was made. Written when the device acknowledges the packet.
+* ACCEPTED: an uploaded chunk exactly as it arrived (`SampleChunk` bytes), written before
+  the upload is answered, so a chunk the device was told is taken survives a crash while it
+  waits for the teacher;
+* LABELS (`ChunkLabels`): the teacher's label maps for it (`label_codec`), or none when the
+  chunk was dropped unlabelled (shed, the teacher gave up), so a restore does not take it again;
+* PACKET (`LoggedPacket`): an update packet as it went down, with the stream's `Progress`
+  when it was made, written when the device acknowledges it.
 
 `Progress` is everything else a stream needs to carry on (numbering, sampler RNG, ASR/ATR
-state, counters): a few hundred bytes, where the window is megabytes.
+state, counters): a few hundred bytes, where the window is megabytes. A restore pairs each
+accepted chunk with its labels (`LabelledChunk`).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import numpy as np
 
 from ams_ray.wire.label_codec import decode_labels, encode_labels
 
-CHUNK = 1
+ACCEPTED = 1
 PACKET = 2
+LABELS = 3
 _LENGTH = struct.Struct("<I")
 
 
@@ -50,27 +55,29 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class ChunkLabels:
+    sequence: int
+    labels: np.ndarray | None  # (N, H, W) uint8, or None: the chunk was dropped without labels
+
+    def to_bytes(self) -> bytes:
+        return _LENGTH.pack(self.sequence) + (encode_labels(self.labels) if self.labels is not None else b"")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ChunkLabels":
+        (sequence,) = _LENGTH.unpack_from(data)
+        rest = data[_LENGTH.size:]
+        return cls(sequence, decode_labels(rest) if rest else None)
+
+
+@dataclass(frozen=True)
 class LabelledChunk:
+    """An accepted chunk with its labels: what a restored window is rebuilt from."""
+
     sequence: int
     frame_indices: tuple[int, ...]
     times_s: tuple[float, ...]
     h264: bytes
     labels: np.ndarray  # (N, H, W) uint8
-
-    def to_bytes(self) -> bytes:
-        head = json.dumps({"seq": self.sequence, "frames": list(self.frame_indices), "times": list(self.times_s)},
-                          separators=(",", ":")).encode()
-        return _LENGTH.pack(len(head)) + head + _LENGTH.pack(len(self.h264)) + self.h264 + encode_labels(self.labels)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "LabelledChunk":
-        (head_len,) = _LENGTH.unpack_from(data)
-        head = json.loads(data[_LENGTH.size:_LENGTH.size + head_len])
-        at = _LENGTH.size + head_len
-        (video_len,) = _LENGTH.unpack_from(data, at)
-        at += _LENGTH.size
-        return cls(head["seq"], tuple(head["frames"]), tuple(head["times"]), bytes(data[at:at + video_len]),
-                   decode_labels(data[at + video_len:]))
 
 
 @dataclass(frozen=True)
