@@ -273,10 +273,11 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.bar(x + offset, values, 0.27, label={"old": "old: whole window per packet", "new": "new: the log",
                                                  "wire": "wire (up + down)"}[name], color=colour)
     ax.set_yscale("log")
+    ax.set_ylim(top=ax.get_ylim()[1] * 20)  # room for the legend above the bars
     ax.set_xticks(x, labels)
     ax.set_ylabel("MB per stream-hour")
     ax.set_title("Durable state written per stream-hour")
-    ax.legend()
+    ax.legend(loc="upper left", ncol=3, fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
