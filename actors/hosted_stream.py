@@ -55,9 +55,8 @@ class HostedStream:
                             encoding=config.packet_format, seed=config.seed, device=device),
             None, num_classes, config, asr=spec.asr, atr=spec.atr)
         self.session = self._new_session()
-        mirror_bytes = sum(p.numel() * 4 for p in self.distiller.params)
         self.journal = StreamJournal(store, stream_id, self.distiller.layout.fingerprint, config.training.horizon_s,
-                                     settings.snapshot_after_bytes or mirror_bytes)
+                                     settings.snapshot_after_bytes or self.distiller.mirror_nbytes)
         self.order = asyncio.Condition()  # chunks enter the backlog in sequence order (see in_sequence)
         self.backlog: deque[tuple[SampleChunk, bool, float]] = deque()  # (chunk, kept, wall time it came)
         self.backlog_policy = BacklogPolicy(settings.label_backlog_chunks, config.sampling.min_rate_fps)
@@ -86,8 +85,8 @@ class HostedStream:
 
     @property
     def checkpoint(self) -> dict:
-        """What the stream's log took so far (`StreamJournal.stats`)."""
-        return self.journal.stats
+        """What the stream's log took so far (`StreamJournal.report`)."""
+        return self.journal.report()
 
     def _resume(self) -> int | None:
         """Carry on from the stream's log, if any; returns the packet sequence resumed from. A
@@ -96,7 +95,7 @@ class HostedStream:
             resumed = self.journal.restore_into(self.session)
         except (CheckpointError, StreamStateError) as exc:
             self.metrics.errors.count("checkpoint_unreadable")
-            self.checkpoint["refused"] = str(exc)
+            self.journal.stats["refused"] = str(exc)
             log.error("stream %s: starting afresh from the pretrained model, its log cannot be used: %s",
                       self.stream_id, exc)
             self.session = self._new_session()
@@ -271,15 +270,15 @@ class HostedStream:
             write(*args)
         except Exception as exc:  # noqa: BLE001 - a store error, or a bug: either way the stream goes on
             self.metrics.errors.count("checkpoint_failed")
-            if self.checkpoint["error"] is None:
+            if self.journal.stats["error"] is None:
                 message = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
                 log.error("stream %s: %s; the stream goes on without checkpoints", self.stream_id, message)
-                self.checkpoint["error"] = message
+                self.journal.stats["error"] = message
             return
         finally:
             if self.journal.log.bytes_written > written:
                 self.metrics.log_bytes.inc(self.journal.log.bytes_written - written)
-        self.checkpoint["seconds"] += time.perf_counter() - began
+        self.journal.stats["seconds"] += time.perf_counter() - began
 
     def stats(self) -> dict:
         s = self.session.stats

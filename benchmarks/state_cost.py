@@ -128,6 +128,7 @@ def case_config(profile: str, rate: float, iterations: int, seed: int) -> AmsCon
 
 
 def run_case(profile: str, rate: float, args: argparse.Namespace, teacher, workdir: Path) -> list[dict]:
+    """Both formats' rows for one case; `teacher` None labels with the video's exact labels."""
     config = case_config(profile, rate, args.iterations, args.seed)
     h, w = config.video.height, config.video.width
     video = SyntheticVideo(args.seed, duration_s=args.hours * 3600, fps=rate, height=h, width=w)
@@ -135,7 +136,7 @@ def run_case(profile: str, rate: float, args: argparse.Namespace, teacher, workd
     store_dir = workdir / f"{profile}-{rate:g}"
     shutil.rmtree(store_dir, ignore_errors=True)
     old_store, new_store = CheckpointStore(store_dir / "old"), CheckpointStore(store_dir / "new")
-    mirror_bytes = sum(p.numel() * 4 for p in session.distiller.params)
+    mirror_bytes = session.distiller.mirror_nbytes
     journal = StreamJournal(new_store, "cam", session.distiller.layout.fingerprint, config.training.horizon_s,
                             mirror_bytes)
     old, new = Tally(), Tally()
@@ -151,7 +152,8 @@ def run_case(profile: str, rate: float, args: argparse.Namespace, teacher, workd
         wire["up"] += chunk.num_bytes
         new.chunk_write_ms.append(_timed_ms(journal.write_accepted, chunk))
         decoded = session.accept(chunk)
-        labels = np.asarray(teacher.label(decoded, indices), dtype=np.uint8)
+        labels = (np.asarray(teacher.label(decoded, indices), dtype=np.uint8) if teacher is not None
+                  else np.stack([video.labels(i) for i in indices]))  # oracle: the video's exact labels
         session.record(chunk, decoded, labels)
         new.label_write_ms.append(_timed_ms(journal.write_labels, chunk.sequence, labels))
         now = chunk.times_s[-1]
@@ -292,7 +294,7 @@ def main(argv=None) -> int:
     for profile in args.profiles:
         for rate in args.rates:
             print(f"{profile} profile, {rate:g} frames/s, {args.hours:g} simulated hour(s)", flush=True)
-            rows += run_case(profile, rate, args, network or _Oracle(profile, rate, args), workdir)
+            rows += run_case(profile, rate, args, network, workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     result = {"teacher": args.teacher, "iterations": args.iterations, "seed": args.seed, "rows": rows}
     (args.out / "state_cost.json").write_text(json.dumps(result, indent=2))
@@ -300,18 +302,6 @@ def main(argv=None) -> int:
     print_table(rows)
     print(f"\nwrote {args.out / 'state_cost.json'} and {args.out / 'state_cost.png'}")
     return 0
-
-
-class _Oracle:
-    """The synthetic video's exact labels (fast; they compress better than a network's)."""
-
-    def __init__(self, profile: str, rate: float, args: argparse.Namespace) -> None:
-        config = case_config(profile, rate, args.iterations, args.seed)
-        self.video = SyntheticVideo(args.seed, duration_s=args.hours * 3600, fps=rate,
-                                    height=config.video.height, width=config.video.width)
-
-    def label(self, frames: np.ndarray, indices: list[int]) -> np.ndarray:
-        return np.stack([self.video.labels(i) for i in indices])
 
 
 if __name__ == "__main__":

@@ -90,6 +90,11 @@ class OnlineDistiller:
         self.sequence = 0
 
     # ------------------------------------------------------------------ state
+    @property
+    def mirror_nbytes(self) -> int:
+        """What the device's weights take as float32: a snapshot's size before compression."""
+        return sum(p.numel() * 4 for p in self.params)
+
     def mirror_arrays(self) -> list[np.ndarray]:
         return [m.detach().cpu().numpy().copy() for m in self.mirror]
 

@@ -99,11 +99,14 @@ class StreamSession:
             return None
         self.stats.missing_chunks += chunk.sequence - self._last_sequence - 1
         self._last_sequence = chunk.sequence
-        if len(self.window) and chunk.times_s and chunk.times_s[0] < self.window.newest_s:
-            self._clock_restarted(chunk.times_s[0])
+        self._follow_clock(chunk.times_s)
         if self.distiller.reconcile(chunk.model_version, chunk.last_packet):
             self.stats.resyncs += 1
         return decode_chunk(chunk.h264, expected_frames=len(chunk.frame_indices))
+
+    def _follow_clock(self, times_s: tuple[float, ...]) -> None:
+        if len(self.window) and times_s and times_s[0] < self.window.newest_s:
+            self._clock_restarted(times_s[0])
 
     def _clock_restarted(self, now_s: float) -> None:
         """The device's video clock went back (it restarted, e.g. a camera rebooting): frames
@@ -202,8 +205,7 @@ class StreamSession:
         seen = progress.chunk_sequence if progress is not None else 0
         for chunk in chunks:
             frames = decode_chunk(chunk.h264, expected_frames=len(chunk.frame_indices))
-            if len(self.window) and chunk.times_s and chunk.times_s[0] < self.window.newest_s:
-                self._clock_restarted(chunk.times_s[0])
+            self._follow_clock(chunk.times_s)
             if chunk.sequence <= seen:
                 self.window.add(np.asarray(chunk.times_s), frames, chunk.labels)
                 self._last_label = chunk.labels[-1]

@@ -60,9 +60,9 @@ class CheckpointStore:
         """The object's bytes, or None when there is no such object."""
         path = f"{self._folder(stream_id)}/{name}"
         try:
-            if not self.fs.exists(path):
-                return None
             return self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
         except OSError as exc:
             raise CheckpointError(f"cannot read the checkpoint of {stream_id} from {self.url} ({exc})") from exc
 

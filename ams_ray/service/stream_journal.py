@@ -60,9 +60,15 @@ class StreamJournal:
         self.chain_made_bytes = 0  # packet bytes made since the model was last based on a snapshot or version 0
         self.force_snapshot = False  # a packet of the chain was dropped unacknowledged
         self.durable_sequence = self.durable_version = 0  # the newest packet the log holds, and its version
+        self.logged_sequence = 0  # the newest packet a write has put in the store
         self.waiting: list[SampleChunk] = []  # restored: accepted, never labelled
-        self.stats = {"written": 0, "sequence": 0, "bytes": 0, "seconds": 0.0, "error": None, "chunks": 0,
-                      "snapshots": 0, "refused": None}
+        self.stats = {"written": 0, "chunks": 0, "snapshots": 0, "seconds": 0.0, "error": None, "refused": None}
+
+    def report(self) -> dict:
+        """What the log took so far: acknowledgements written, chunks labelled, snapshots,
+        seconds writing, the first write error and a refused log, if any; the newest packet
+        it holds (`sequence`) and the bytes this process put in the store."""
+        return {**self.stats, "sequence": self.logged_sequence, "bytes": self.log.bytes_written}
 
     # ------------------------------------------------------------------ restore
     def restore_into(self, session: StreamSession) -> int | None:
@@ -100,7 +106,7 @@ class StreamJournal:
                 raise LogDamaged(f"stream {self.stream_id}: segment {segment} holds a record of unknown kind {kind}")
         session.resume(snapshot, packets, labelled)
         self.waiting = sorted(accepted.values(), key=lambda c: c.sequence)
-        self.durable_sequence = self.stats["sequence"] = session.distiller.sequence
+        self.durable_sequence = self.logged_sequence = session.distiller.sequence
         self.durable_version = session.distiller.version
         self.chain_made_bytes = self.retention.chain_bytes
         return session.distiller.sequence
@@ -158,7 +164,6 @@ class StreamJournal:
             self.retention.labelled(sequence)
             self.stats["chunks"] += 1
         self._compact_if_worth_it()
-        self.stats["bytes"] = self.log.bytes_written
 
     def write_packets(self, due: list[MadePacket]) -> None:
         """Log acknowledged packets: from the newest that carries its weights as a snapshot (if
@@ -169,6 +174,8 @@ class StreamJournal:
         except CheckpointError:
             self.force_snapshot = True
             raise
+        self.stats["written"] += 1
+        self.logged_sequence = due[-1].sequence
 
     def _write_packets(self, due: list[MadePacket]) -> None:
         based = max((i for i, m in enumerate(due) if m.mirror is not None), default=None)
@@ -185,8 +192,6 @@ class StreamJournal:
             for m in due:
                 self.retention.packet(segment, m.sequence, m.base_version, len(m.packet))
             self._compact_if_worth_it()
-        self.stats.update(written=self.stats["written"] + 1, sequence=max(self.stats["sequence"], self.durable_sequence),
-                          bytes=self.log.bytes_written)
 
     def _compact_if_worth_it(self) -> None:
         first = self.retention.oldest_live_segment(self.log.next_segment)

@@ -52,5 +52,7 @@ class SampleChunk:
             raise ValueError("not an ams-ray sample chunk (bad magic); the upload is corrupt or from another tool")
         _, header_len = _PREFIX.unpack_from(data)
         header = json.loads(data[_PREFIX.size : _PREFIX.size + header_len])
-        return cls(header["stream"], header["seq"], tuple(header["frames"]), tuple(header["times"]),
-                   data[_PREFIX.size + header_len :], header.get("ver", 0), header.get("pkt", 0))
+        chunk = cls(header["stream"], header["seq"], tuple(header["frames"]), tuple(header["times"]),
+                    data[_PREFIX.size + header_len :], header.get("ver", 0), header.get("pkt", 0))
+        chunk.__dict__["_encoded"] = bytes(data)  # the bytes as they came: kept (e.g. in a log) without re-encoding
+        return chunk
