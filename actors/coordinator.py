@@ -20,10 +20,20 @@ REAP_EVERY_S = 1.0
 
 
 def start_coordinator(name: str, scheduler: str, lease_s: float) -> ray.actor.ActorHandle:
-    """A coordinator that trainer hosts find by `name`. A host is given the name, not the handle:
-    an actor handle among a restartable actor's constructor arguments lives in the object store,
-    and a restart fails once it is gone (ray#53727)."""
-    return Coordinator.options(name=name).remote(scheduler, lease_s)
+    """A coordinator that trainer hosts find by `name` (`NAMESPACE/NAME` for a detached one, which
+    outlives its creator, as the service's does; it is then reused if it exists). A host is given
+    the name, not the handle: an actor handle among a restartable actor's constructor arguments
+    lives in the object store, and a restart fails once it is gone (ray#53727)."""
+    namespace, _, plain = name.rpartition("/")
+    if not namespace:
+        return Coordinator.options(name=name).remote(scheduler, lease_s)
+    return Coordinator.options(name=plain, namespace=namespace, lifetime="detached", get_if_exists=True,
+                               max_restarts=-1).remote(scheduler, lease_s)
+
+
+def find_coordinator(name: str) -> ray.actor.ActorHandle:
+    namespace, _, plain = name.rpartition("/")
+    return ray.get_actor(plain, namespace=namespace or None)
 
 
 @ray.remote(num_cpus=0)

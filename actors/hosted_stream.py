@@ -33,6 +33,7 @@ from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
 from ams_ray.service.label_backlog import BacklogPolicy
 from ams_ray.service.packet_outbox import PacketOutbox
 from ams_ray.service.stream_journal import MadePacket, StreamJournal
+from ams_ray.service.stream_lease import LeaseLost
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.wire.messages import SampleChunk
 from ams_ray.wire.stream_state import StreamStateError
@@ -45,9 +46,11 @@ CHUNK_PROBLEMS = ("duplicate_chunk", "missing_chunk", "unlabelled_chunk", "shed_
 class HostedStream:
     def __init__(self, stream_id: str, label_key: str | None, student: StudentSpec, num_classes: int, config: AmsConfig,
                  strategy: str, settings: TrainerSettings, store: CheckpointStore, writer: Executor,
-                 device: str) -> None:
+                 device: str, epoch: int | None = None) -> None:
         """`writer`: the host's one thread for store writes, shared by its streams, so that a
-        stream's records reach its log in the order they happened."""
+        stream's records reach its log in the order they happened. `epoch`: the stream's lease
+        from the directory (None: placed once, unfenced); every log write checks it, and raises
+        LeaseLost (here, from the constructor) when the stream has moved on."""
         spec = STRATEGIES[strategy]
         self.stream_id, self.label_key, self.settings, self.writer = stream_id, label_key, settings, writer
         self._new_session = lambda: StreamSession(  # no labeller: the host labels between `accept` and `record`
@@ -55,8 +58,11 @@ class HostedStream:
                             encoding=config.packet_format, seed=config.seed, device=device),
             None, num_classes, config, asr=spec.asr, atr=spec.atr)
         self.session = self._new_session()
+        self.epoch = epoch
         self.journal = StreamJournal(store, stream_id, self.distiller.layout.fingerprint, config.training.horizon_s,
-                                     settings.snapshot_after_bytes or self.distiller.mirror_nbytes)
+                                     settings.snapshot_after_bytes or self.distiller.mirror_nbytes, epoch)
+        self.fenced = False  # a write found the lease moved: this host must let the stream go
+        self.draining = False  # leaving this host: no new chunks, the one being taken finishes
         self.order = asyncio.Condition()  # chunks enter the backlog in sequence order (see in_sequence)
         self.backlog: deque[tuple[SampleChunk, bool, float]] = deque()  # (chunk, kept, wall time it came)
         self.backlog_policy = BacklogPolicy(settings.label_backlog_chunks, config.sampling.min_rate_fps)
@@ -236,6 +242,11 @@ class HostedStream:
         return len(self.backlog) + (self.taking is not None)
 
     @property
+    def settled(self) -> bool:
+        """Every packet made here has been acknowledged by the device (so its log has it)."""
+        return not self.journal.made
+
+    @property
     def idle(self) -> bool:
         """Nothing in flight: no chunk waiting or being taken, no round, no device waiting for a packet."""
         return not (self.pending or self.rounds_in_flight or self.outbox.polls or self.order.locked())
@@ -268,6 +279,12 @@ class HostedStream:
         began, written = time.perf_counter(), self.journal.log.bytes_written
         try:
             write(*args)
+        except LeaseLost as exc:
+            if not self.fenced:
+                self.metrics.errors.count("lease_lost")
+                log.warning("%s; this host lets the stream go", exc)
+            self.fenced = True
+            return
         except Exception as exc:  # noqa: BLE001 - a store error, or a bug: either way the stream goes on
             self.metrics.errors.count("checkpoint_failed")
             if self.journal.stats["error"] is None:

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 import ray
 from ray.exceptions import RayError
 
+from actors.coordinator import find_coordinator
 from actors.device_streams import DeviceStreams
 from actors.teacher_client import label_with_retry
 from actors.telemetry import ErrorCounter
 from ams_ray.fleet.process_memory import own_memory_mb, return_free_heap
 from ams_ray.models.student_spec import StudentSpec
+from ams_ray.service.stream_lease import LeaseLost
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.wire.messages import SampleChunk
 
@@ -71,8 +73,9 @@ class TrainerHost(DeviceStreams):
         self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
         self.store = CheckpointStore(settings.checkpoint_url)
         self.checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-checkpoint")
-        self._new_stream = lambda sid, key: HostedStream(sid, key, student, num_classes, config, strategy, settings,
-                                                         self.store, self.checkpoint_thread, self.device)
+        self._new_stream = lambda sid, key, epoch=None: HostedStream(
+            sid, key, student, num_classes, config, strategy, settings, self.store, self.checkpoint_thread, self.device,
+            epoch)
         self.streams = {sid: self._new_stream(sid, key) for sid, key in streams}
         self.retired = 0  # streams closed for idleness (DeviceStreams)
         self._retiring = None
@@ -80,7 +83,7 @@ class TrainerHost(DeviceStreams):
         self._fresh_distiller = lambda: OnlineDistiller(build_student(student, num_classes), config.training,
                                                         STRATEGIES[strategy].strategy)
         self.height, self.width = config.video.height, config.video.width
-        self.teacher, self.coordinator = teacher_handle, ray.get_actor(coordinator)  # by name: see start_coordinator
+        self.teacher, self.coordinator = teacher_handle, find_coordinator(coordinator)  # by name: see start_coordinator
         self.training_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-train")
         self.due: asyncio.Queue | None = None  # made on the actor's event loop, at the first round
         self.fused_steps: list[int] = []  # rounds per training step
@@ -116,18 +119,22 @@ class TrainerHost(DeviceStreams):
         return self._bundle
 
     # ------------------------------------------------------------------ the data path
-    async def submit_chunk(self, stream_id: str, data: bytes) -> tuple[str, float]:
+    async def submit_chunk(self, stream_id: str, data: bytes, epoch: int | None = None) -> tuple[str, float]:
         """One upload -> (outcome, sampling rate for the device), answered once the chunk is in
         the stream's backlog, before it is labelled. Outcomes: "accepted"; "replayed" (a number
         already taken: nothing changes); "shed" (the backlog was full: counted, not labelled).
-        The rate is the stream's, lowered while its chunks wait for labels (`BacklogPolicy`)."""
-        stream = self._opened(stream_id)
+        The rate is the stream's, lowered while its chunks wait for labels (`BacklogPolicy`).
+        `epoch`: the caller's lease for the stream (`DeviceStreams`)."""
+        stream = self._opened(stream_id, epoch, entering=True)
         chunk = SampleChunk.from_bytes(data)
         async with stream.in_sequence(chunk.sequence):
             outcome = stream.submit(chunk)
             logged = stream.log_accepted(chunk) if outcome == "accepted" else None
         if logged is not None:
             await asyncio.wrap_future(logged)  # "accepted" means in the stream's log: it survives a crash
+            if stream.fenced:
+                raise LeaseLost(f"stream {stream_id} moved off host {self.host_id} before chunk {chunk.sequence} "
+                                "was logged here; upload it again")
         self._ensure_worker(stream)
         return outcome, stream.rate_to_tell()
 
@@ -137,13 +144,13 @@ class TrainerHost(DeviceStreams):
         if stream.backlog and (stream.worker is None or stream.worker.done()):
             stream.worker = asyncio.get_running_loop().create_task(self._work_through(stream))
 
-    async def next_packet(self, stream_id: str, after: int, version: int | None,
-                          timeout_s: float) -> tuple[int, bytes, int] | None:
+    async def next_packet(self, stream_id: str, after: int, version: int | None, timeout_s: float,
+                          epoch: int | None = None) -> tuple[int, bytes, int] | None:
         """The stream's oldest packet numbered above `after`, its number and the chunk that made
         its round due, waiting up to `timeout_s` (a long-poll). `version`: the model version the
         device holds after packet `after`, which acknowledges it (it goes into the stream's log).
         A device that asks again after a lost reply gets the same packet again (counted)."""
-        stream = self._opened(stream_id)
+        stream = self._opened(stream_id, epoch)
         if version is not None:
             await self._checkpoint_if_due(stream, after, version)
         return await stream.packet_after(after, timeout_s)
@@ -153,7 +160,7 @@ class TrainerHost(DeviceStreams):
         when a round falls due, trained and posted to the outbox before the next chunk is
         taken (so a round trains on exactly the chunks before it). A chunk that fails is
         counted and the worker goes on."""
-        while stream.backlog:
+        while stream.backlog and not stream.draining:
             chunk, kept, submitted_wall = stream.backlog.popleft()
             stream.taking = chunk
             try:

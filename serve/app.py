@@ -4,23 +4,33 @@
     serve run serve/service.yaml                                 # the same, by Serve's convention
 
 `python -m serve.app` starts Ray on this machine (or joins `--address`), deploys the app,
-waits for its health check, prints the URL, and runs until Ctrl-C or SIGTERM, when it
-stops what it started. Devices are added with `python -m serve.devices`.
+waits for its health check, prints the URL, and runs until Ctrl-C or SIGTERM (what systemd,
+Kubernetes and `timeout` send). Then it drains: no new streams, every host finishes its
+running rounds, lets its devices acknowledge their packets and lands its writes, waiting
+long-polls are answered; then it stops what it started and exits 0. Devices are added with
+`python -m serve.devices`.
+
+Sizes are `N` or `MIN..MAX` (Serve autoscaling for replicas, the stream directory's pool for
+trainer hosts); see `ams_ray.service.settings.ServiceSettings` for every setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 import time
 import urllib.request
 
-from ams_ray.service.settings import ServiceSettings, expand_local
+from ams_ray.service.settings import ServiceSettings, check_state_reachable, expand_local
 
 APP_NAME = "ams-service"
 READY_TIMEOUT_S = 600.0
+DRAIN_TIMEOUT_S = 120.0
+# Each device keeps about one request open (its long-poll); a replica holds up to 1024.
+INGRESS_TARGET_ONGOING = 256
 
 
 def build_app(args: dict):
@@ -32,8 +42,15 @@ def build_app(args: dict):
 
     settings = ServiceSettings(**{**args, "state_url": expand_local(args.get("state_url") or
                                                                      ServiceSettings().state_url)})
-    teacher = teacher_app(settings.teacher, max_batch_size=settings.teacher_batch, num_cpus=settings.teacher_cpus)
-    return DeviceIngress.bind(teacher, settings, StudentSpec.read(settings.student))
+    teachers = settings.scale("teacher_replicas")
+    teacher = teacher_app(settings.teacher, replicas=teachers.low, max_replicas=None if teachers.fixed else teachers.high,
+                          max_batch_size=settings.teacher_batch, num_cpus=settings.teacher_cpus,
+                          num_gpus=settings.teacher_gpus)
+    ingress = settings.scale("ingress_replicas")
+    scaling = ({"num_replicas": ingress.low} if ingress.fixed else
+               {"autoscaling_config": {"min_replicas": ingress.low, "max_replicas": ingress.high,
+                                       "target_ongoing_requests": INGRESS_TARGET_ONGOING}})
+    return DeviceIngress.options(**scaling).bind(teacher, settings, StudentSpec.read(settings.student))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,7 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--address", default=None, help="join this Ray cluster (e.g. auto) instead of starting one")
     p.add_argument("--teacher", default=defaults.teacher)
     p.add_argument("--student", default=defaults.student)
-    p.add_argument("--trainers", type=int, default=defaults.trainers)
+    p.add_argument("--hosts", default=defaults.hosts, help="trainer hosts, N or MIN..MAX (default %(default)s)")
+    p.add_argument("--streams-per-host", type=int, default=defaults.streams_per_host,
+                   help="open streams per host above which a MIN..MAX pool grows (default %(default)s)")
+    p.add_argument("--ingress-replicas", default=defaults.ingress_replicas, help="N or MIN..MAX (default %(default)s)")
+    p.add_argument("--teacher-replicas", default=defaults.teacher_replicas, help="N or MIN..MAX (default %(default)s)")
+    p.add_argument("--teacher-gpus", type=float, default=defaults.teacher_gpus, help="GPUs per teacher replica")
+    p.add_argument("--trainer-gpus", type=float, default=defaults.trainer_gpus, help="GPUs per trainer host")
+    p.add_argument("--shared-state", action="store_true",
+                   help="the local --state-dir is mounted on every node (otherwise refused on a multi-node cluster)")
     p.add_argument("--idle-retire-s", type=float, default=defaults.idle_retire_s)
     p.add_argument("--requests-per-s", type=float, default=defaults.requests_per_s)
     p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
@@ -54,41 +79,73 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start(app, settings: dict, address: str | None) -> str:
-    """Ray, Serve's HTTP proxy on the chosen address, the app; returns the service URL."""
+    """Ray, Serve's HTTP proxy on the chosen address, the app; returns the service URL. A local
+    state directory on a cluster of several nodes is refused here (ValueError)."""
+    import ray
     from ray import serve
 
     from actors.cluster import connect
 
     connect(address)
-    serve.start(http_options={"host": settings["host"], "port": settings["port"]})
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    check_state_reachable(expand_local(settings["state_url"]), nodes, settings["shared_state"])
+    serve.start(http_options={"host": settings["host"], "port": settings["port"]}, proxy_location="EveryNode")
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings['host']}:{settings['port']}"
 
 
-def wait_healthy(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Until /healthz answers 200; a loaded machine takes a while to start torch processes."""
+def wait_healthy(url: str, stopping: threading.Event, timeout_s: float = READY_TIMEOUT_S) -> bool:
+    """Until /healthz answers 200 (True), or a stop was asked for first (False); a loaded
+    machine takes a while to start torch processes."""
     deadline = time.monotonic() + timeout_s
-    while True:
+    while not stopping.is_set():
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=5) as reply:
                 if reply.status == 200:
-                    return
+                    return True
         except OSError:
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"the service at {url} was not healthy within {timeout_s:g} s")
-        time.sleep(1.0)
+        stopping.wait(1.0)
+    return False
+
+
+def drain() -> int:
+    """Let every stream go cleanly (see the module's docstring); returns the streams released."""
+    import ray
+
+    from actors.stream_directory import DIRECTORY_NAME, NAMESPACE
+
+    try:
+        directory = ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return 0  # no device ever came: nothing to drain
+    return ray.get(directory.drain.remote(), timeout=DRAIN_TIMEOUT_S)
 
 
 def stop() -> None:
+    """The app (not Serve: on a shared cluster other apps may run there), then the directory's
+    hosts and the directory (detached: nothing else stops them), then Ray (a cluster started
+    here stops with it)."""
     import ray
     from ray import serve
 
-    if ray.is_initialized():
+    from actors.stream_directory import DIRECTORY_NAME, NAMESPACE
+
+    if not ray.is_initialized():
+        return
+    try:
+        serve.delete(APP_NAME)
         try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+            directory = ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE)
+        except ValueError:
+            directory = None
+        if directory is not None:
+            ray.get(directory.shutdown.remote(), timeout=60)
+            ray.kill(directory, no_restart=True)
+    finally:
+        ray.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,18 +161,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+    _on_stop_signals(stopping.set)
+    _own_process_group()
     try:
         url = start(app, settings, args.address)
-        wait_healthy(url)
-        print(f"ams-ray service ready at {url} (API docs at {url}/docs); state in {expand_local(args.state_url)}; "
-              "Ctrl-C stops it", flush=True)
+        _on_stop_signals(stopping.set)  # again: starting Ray installs its own SIGTERM handler, which aborts
+        if wait_healthy(url, stopping):
+            print(f"ams-ray service ready at {url} (API docs at {url}/docs); state in {expand_local(args.state_url)}; "
+                  "Ctrl-C or SIGTERM stops it", flush=True)
         stopping.wait()
+        print("draining: no new streams; rounds finish, packets go down, writes land", file=sys.stderr, flush=True)
+        print(f"drained {drain()} streams", file=sys.stderr, flush=True)
+    except ValueError as exc:  # a state directory other nodes cannot reach
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         print("stopping the service", file=sys.stderr, flush=True)
         stop()
     return 0
+
+
+def _own_process_group() -> None:
+    """Lead a process group of our own, which the Ray processes started here join. `timeout`
+    and process supervisors send SIGTERM to the group they started the service in; Ray's
+    processes there would die on it at once, leaving nothing to drain. (A shell with job
+    control already makes the service a group leader, and Ctrl-C keeps working.)"""
+    if os.getpgrp() != os.getpid():
+        try:
+            os.setpgrp()
+        except OSError:
+            pass
+
+
+def _on_stop_signals(handler) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: handler())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from actors.coordinator import start_coordinator
 from actors.http_device import HttpDeviceActor
 from actors.node_memory import start_probes
 from actors.ray_device import RayDevice
+from actors.stream_directory import StreamDirectory
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
 from ams_ray.data.datasets import read_videos
@@ -32,6 +33,7 @@ from ams_ray.fleet.placement import PlacementError
 from ams_ray.fleet.plan import FleetConfig, FleetPlan, plan_fleet
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.service.device_registry import DeviceRegistry
+from ams_ray.service.host_pool import ScaleRange
 from ams_ray.service.settings import ServiceSettings
 from serve.capacity_watch import CapacityWatch
 from serve.fault_injection import inject
@@ -203,14 +205,13 @@ def _deploy_ingress(config: FleetConfig, launched: Launched) -> tuple[str, dict[
     state_url = plan.trainer_settings.checkpoint_url
     registry = DeviceRegistry(state_url)
     tokens = {s.stream_id: registry.add(s.stream_id) for s in plan.streams}
-    host_ids = list(launched.hosts)
-    assignment = {sid: host_ids.index(h.host_id) for h in plan.hosts for sid in h.stream_ids}
+    placed = {sid: (h.host_id, launched.hosts[h.host_id]) for h in plan.hosts for sid in h.stream_ids}
     # The teacher and student are the hosts' (built above): the ingress starts none of its own.
     settings = ServiceSettings(state_url=state_url, port=config.ingress_port, strategy=config.strategy,
                                profile=config.profile, call_timeout_s=config.call_timeout_s)
+    directory = StreamDirectory.remote(None, ScaleRange(1, 1), 1, fixed=placed)  # dies with this driver
     launched.ingress_deployed = True
-    serve.run(DeviceIngress.bind(None, settings, None, [launched.hosts[h] for h in host_ids], assignment),
-              name=INGRESS_APP, route_prefix="/")
+    serve.run(DeviceIngress.bind(None, settings, None, directory), name=INGRESS_APP, route_prefix="/")
     return f"http://127.0.0.1:{config.ingress_port}", tokens
 
 

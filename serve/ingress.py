@@ -7,41 +7,42 @@ process (`ams_ray.service.untrusted_chunks`). Only then does a trainer host see 
 chunk (409) changes nothing there. Every refusal is counted in `ams_errors_total`
 (component "ingress") with its kind.
 
-The replica owns the coordinator and the trainer hosts, so the whole service is one Serve
-application (`serve run` deploys it as is); streams go to hosts by a hash of their id, so
-a stream always lands on the same host, where its outbox of packets waits. A host that
-dies is restarted by Ray and reopens each stream from its checkpoint when its device next
-calls. One replica: a second would start a second set of hosts.
+Replicas hold no stream state, so there may be any number of them (`--ingress-replicas`):
+each asks the stream directory (`actors/stream_directory.py`, started by the first replica
+that needs it and outliving them all) which host holds a stream, caches the answer, and
+asks again when the host says the stream is not (or no longer) its, or is gone. Each
+replica keeps its own request budgets, so a device's budget is split evenly between the
+most replicas the deployment may have (a device sends a few requests a minute, far below
+any share); tokens are re-read from the store by each replica within `refresh_s`.
 """
 
 
 import asyncio
 import logging
 import time
-import uuid
-import zlib
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from ray import serve
-from ray.exceptions import RayError
+from ray.exceptions import ActorDiedError, RayError
 
-from actors.coordinator import start_coordinator
+from actors.stream_directory import HostRecipe, Placement, find_directory
 from actors.telemetry import ErrorCounter
-from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
 from ams_ray.device.link import CHUNK_SEQUENCE_HEADER, DUE_CHUNK_HEADER, FRAME_SIZE_HEADER, PACKET_SEQUENCE_HEADER
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.service.device_registry import DeviceRegistry, TokenCheck
 from ams_ray.service.rate_limit import RateLimiter
 from ams_ray.service.settings import ServiceSettings
+from ams_ray.service.stream_lease import LeaseLost
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.service.untrusted_chunks import ChunkLimits, ChunkRejected, IsolatedDecoder, parse_envelope
 
 log = logging.getLogger(__name__)
 API_VERSION = "v1"
 OCTETS = "application/octet-stream"
+HOST_ATTEMPTS = 3  # a call follows a stream this many times (moved, host gone) before answering 503
 
 app = FastAPI(title="ams-ray device API", version="1",
               description="Devices upload sampled chunks and fetch model update packets. Every /v1 route takes "
@@ -57,52 +58,56 @@ class Refused(HTTPException):
 
 
 @serve.deployment(name="DeviceIngress", num_replicas=1, max_ongoing_requests=1024,
-                  ray_actor_options={"num_cpus": 0.1})
+                  ray_actor_options={"num_cpus": 0.1}, health_check_period_s=10, health_check_timeout_s=30)
 @serve.ingress(app)
 class DeviceIngress:
-    def __init__(self, teacher, settings: ServiceSettings, student: StudentSpec | None, hosts: list | None = None,
-                 assignment: dict[str, int] | None = None) -> None:
-        """Standalone, the replica starts its own trainer hosts with the first device. A fleet
-        run (`multi_client.py --transport http`) passes the `hosts` it placed instead, with the
-        `assignment` of each stream to one of them."""
-        self.teacher, self.settings, self.student = teacher, settings, student
-        self.assignment = assignment
+    def __init__(self, teacher, settings: ServiceSettings, student: StudentSpec | None, directory=None) -> None:
+        """Standalone, the replica finds (or starts) the service's stream directory with the
+        first device. A fleet run (`multi_client.py --transport http`) passes a `directory` over
+        the hosts it placed instead."""
+        self.teacher, self.settings, self.student, self.directory = teacher, settings, student, directory
         self.profile = AmsConfig.for_profile(settings.profile)
         self.tokens = TokenCheck(DeviceRegistry(settings.state_url))
-        self.limiter = RateLimiter(settings.requests_per_s, settings.request_burst)
+        share = settings.scale("ingress_replicas").high  # each replica enforces its share of a device's budget
+        self.limiter = RateLimiter(settings.requests_per_s / share, max(1, settings.request_burst // share))
         self.decoder = IsolatedDecoder(ChunkLimits(self.profile.video.height, self.profile.video.width,
                                                    settings.max_chunk_frames, settings.max_body_bytes))
         self.errors = ErrorCounter("ingress")
-        self.hosts: list = hosts or []
-        self.coordinator = None  # kept: a named actor with no handle left is collected
+        self.placements: dict[str, Placement] = {}  # the directory's answers, until a host says otherwise
         self._starting = asyncio.Lock()
 
     # ------------------------------------------------------------------ routes
     @app.get("/healthz")
     async def healthz(self) -> dict:
-        """Up; its trainer hosts (started with the first device) and the streams open on them."""
-        streams = await asyncio.gather(*(self._call(h.open_streams.remote()) for h in self.hosts))
-        return {"status": "ok", "api": API_VERSION, "trainer_hosts": len(self.hosts),
-                "open_streams": sum(len(s) for s in streams)}
+        """Up: the ingress replicas, the live trainer hosts and the streams open on them."""
+        directory = await self._call(self.directory.status.remote()) if self.directory is not None else None
+        return {"status": "ok", "api": API_VERSION, "ingress_replicas": await asyncio.to_thread(self._replicas),
+                "trainer_hosts": len(directory["hosts"]) if directory else 0,
+                "open_streams": directory["open_streams"] if directory else 0,
+                "moving_streams": len(directory["moving"]) if directory else 0}
+
+    def check_health(self) -> None:
+        """Serve's health check: a replica that cannot read the device registry admits nobody."""
+        self.tokens.registry.devices()
 
     @app.get(f"/{API_VERSION}/streams/{{stream_id}}")
     async def stream_status(self, stream_id: str, request: Request) -> dict:
-        """Where the stream stands: packet and chunk numbers, rounds, the checkpoint it resumed from."""
+        """Where the stream stands: its host and lease epoch, packet and chunk numbers, rounds,
+        the checkpoint it resumed from."""
         async with self._refusals():
-            self._admit(stream_id, request)
-            host = await self._host(stream_id)
-            return await self._call(host.stream_status.remote(stream_id))
+            await self._admit(stream_id, request)
+            return await self._on_host(stream_id, lambda host, epoch: host.stream_status.remote(stream_id, epoch))
 
     @app.post(f"/{API_VERSION}/streams/{{stream_id}}/chunks")
     async def upload_chunk(self, stream_id: str, request: Request) -> dict:
         """One uplink chunk (`SampleChunk` bytes). Replies with the sampling rate to use next."""
         async with self._refusals():
-            self._admit(stream_id, request)
+            await self._admit(stream_id, request)
             data = await self._body(request)
             chunk = parse_envelope(data, stream_id, self.decoder.limits)
             await asyncio.get_running_loop().run_in_executor(None, self.decoder.check, chunk)
-            host = await self._host(stream_id)
-            outcome, rate = await self._call(host.submit_chunk.remote(stream_id, data))
+            outcome, rate = await self._on_host(
+                stream_id, lambda host, epoch: host.submit_chunk.remote(stream_id, data, epoch))
             if outcome == "replayed":
                 raise Refused(409, "replayed_chunk", f"chunk {chunk.sequence} of {stream_id} was already taken "
                                                      "(a replay or an out-of-order upload); nothing changed")
@@ -116,10 +121,10 @@ class DeviceIngress:
         version the device holds after packet `after`, acknowledges that packet: it goes
         into the stream's log."""
         async with self._refusals():
-            self._admit(stream_id, request)
-            host = await self._host(stream_id)
+            await self._admit(stream_id, request)
             timeout = min(wait, self.settings.long_poll_s)
-            reply = await self._call(host.next_packet.remote(stream_id, after, version, timeout), timeout)
+            reply = await self._on_host(
+                stream_id, lambda host, epoch: host.next_packet.remote(stream_id, after, version, timeout, epoch), timeout)
             if reply is None:
                 return Response(status_code=204)
             sequence, packet, due_chunk = reply
@@ -131,10 +136,9 @@ class DeviceIngress:
         """The pretrained model bundle a device starts from (version 0). Fetching it restarts
         the stream's packets from that version, so what follows applies to it."""
         async with self._refusals():
-            self._admit(stream_id, request)
-            host = await self._host(stream_id)
-            bundle = await self._call(host.edge_bundle.remote())
-            info = await self._call(host.device_started.remote(stream_id))
+            await self._admit(stream_id, request)
+            bundle = await self._on_host(stream_id, lambda host, epoch: host.edge_bundle.remote())
+            info = await self._on_host(stream_id, lambda host, epoch: host.device_started.remote(stream_id, epoch))
             return Response(bundle.to_bytes(), media_type=OCTETS,
                             headers={PACKET_SEQUENCE_HEADER: str(info["packet_sequence"]),
                                      CHUNK_SEQUENCE_HEADER: str(info["chunk_sequence"]),
@@ -146,10 +150,15 @@ class DeviceIngress:
         return {"cpu_seconds": time.process_time() + self.decoder.cpu_seconds()}
 
     # ------------------------------------------------------------------ checks
-    def _admit(self, stream_id: str, request: Request) -> None:
-        """Token, stream and request budget, in that order."""
+    async def _admit(self, stream_id: str, request: Request) -> None:
+        """Token, stream and request budget, in that order. The registry is read off the event
+        loop, and only when the token cache is due (`TokenCheck`)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        device = self.tokens.device_for(token) if scheme.lower() == "bearer" and token else None
+        device = None
+        if scheme.lower() == "bearer" and token:
+            if self.tokens.needs_reload(token):
+                await asyncio.to_thread(self.tokens.reload)
+            device = self.tokens.known(token)
         if device is None:
             raise Refused(401, "unauthorized", "a valid device token is required: `Authorization: Bearer <token>` "
                           "(issued by `python -m serve.devices add`)", {"WWW-Authenticate": "Bearer"})
@@ -187,33 +196,51 @@ class DeviceIngress:
             raise
 
     # ------------------------------------------------------------------ trainer hosts
-    async def _host(self, stream_id: str):
-        """The host holding `stream_id`, starting the hosts with the first request."""
-        if not self.hosts:
-            async with self._starting:
-                if not self.hosts:
-                    self.hosts = await self._start_hosts()
-        if self.assignment is not None:
-            return self.hosts[self.assignment[stream_id]]
-        return self.hosts[zlib.crc32(stream_id.encode()) % len(self.hosts)]
+    async def _on_host(self, stream_id: str, call, extra_s: float = 0.0):
+        """`call(host, epoch)` on the host holding `stream_id`, following the stream when the
+        host says it moved (LeaseLost) or is gone for good, at most HOST_ATTEMPTS times."""
+        for _ in range(HOST_ATTEMPTS):
+            placement = self.placements.get(stream_id) or await self._locate(stream_id)
+            try:
+                return await self._call(call(placement.handle, placement.epoch), extra_s)
+            except LeaseLost:
+                self.placements.pop(stream_id, None)
+            except ActorDiedError:
+                self.placements.pop(stream_id, None)
+                await self._call(self.directory.unreachable.remote(placement.host))
+        raise Refused(503, "trainer_unavailable", f"stream {stream_id} is moving between trainer hosts; retry shortly",
+                      {"Retry-After": "1"})
 
-    async def _start_hosts(self) -> list:
+    async def _locate(self, stream_id: str) -> Placement:
+        if self.directory is None:
+            async with self._starting:
+                if self.directory is None:
+                    self.directory = find_directory(await self._recipe(), self.settings.scale("hosts"),
+                                                    self.settings.streams_per_host)
+        self.placements[stream_id] = await self._call(self.directory.locate.remote(stream_id))
+        return self.placements[stream_id]
+
+    async def _recipe(self) -> HostRecipe:
         s = self.settings
-        num_classes = await self.teacher.num_classes.remote(None)
-        coordinator = f"ams-coordinator-{uuid.uuid4().hex[:12]}"
-        self.coordinator = start_coordinator(coordinator, "round_robin", s.call_timeout_s)
         trainer = TrainerSettings(s.checkpoint_url, s.call_timeout_s, idle_retire_s=s.idle_retire_s)
-        hosts = [TrainerHost.options(num_cpus=s.cpus_per_trainer).remote(
-            f"trainer-{k:02d}", [], self.student, num_classes, self.profile.model_dump_json(), s.strategy,
-            self.teacher, coordinator, trainer) for k in range(s.trainers)]
-        await asyncio.gather(*(h.ready.remote() for h in hosts))
-        log.info("started %d trainer hosts", len(hosts))
-        return hosts
+        return HostRecipe(self.student, await self.teacher.num_classes.remote(None), self.profile.model_dump_json(),
+                          s.strategy, self.teacher, trainer, s.cpus_per_trainer, s.trainer_gpus)
+
+    @staticmethod
+    def _replicas() -> int:
+        """Live replicas of this deployment (Serve names each SERVE_REPLICA::APP#DEPLOYMENT#ID)."""
+        import ray
+
+        context = serve.get_replica_context()
+        prefix = f"SERVE_REPLICA::{context.app_name}#{context.deployment}#"
+        return sum(1 for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix))
 
     async def _call(self, ref, extra_s: float = 0.0):
         """A trainer call bounded by the service's timeout; an unreachable host is a 503 to retry."""
         try:
             return await asyncio.wait_for(ref, self.settings.call_timeout_s + extra_s)
+        except (LeaseLost, ActorDiedError):
+            raise
         except (RayError, asyncio.TimeoutError) as exc:
             raise Refused(503, "trainer_unavailable", f"the stream's trainer did not answer ({type(exc).__name__}); "
                                                       "retry shortly", {"Retry-After": "2"}) from exc

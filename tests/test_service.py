@@ -38,7 +38,7 @@ class Service:
 
     def start(self) -> None:
         command = [sys.executable, "-m", "serve.app", "--state-dir", str(self.state), "--port", str(self.port),
-                   "--trainers", "1", "--idle-retire-s", "6"]
+                   "--hosts", "1", "--idle-retire-s", "6"]
         with open(self.log, "a") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -48,13 +48,16 @@ class Service:
             time.sleep(1.0)
 
     def stop(self) -> None:
+        """SIGTERM, as systemd or Kubernetes would send: the service drains and exits 0."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(120)
+                self.process.wait(300)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(30)
+            assert self.process.returncode == 0, self.log.read_text()[-3000:]
+            assert "SIGTERM received" not in self.log.read_text()  # no stack dump from Ray's signal handler
 
     def restart(self) -> None:
         self.stop()
@@ -136,6 +139,7 @@ def test_a_device_runs_end_to_end_and_its_idle_stream_resumes_from_its_checkpoin
     assert http["routes"]["chunks"]["payload_bytes"] >= report["uplink_bytes"]
     before = service.status("cam-a", token)
     assert before["rounds"] >= report["updates_applied"] and before["checkpoint"]["written"] >= 1
+    assert before["host"] == "trainer-host-0" and before["epoch"] >= 1  # leased by the stream directory
     for _ in range(120):  # asked every second until the stream is retired
         health = requests.get(f"{service.url}/healthz", timeout=120).json()
         if health["open_streams"] == 0:
@@ -145,6 +149,7 @@ def test_a_device_runs_end_to_end_and_its_idle_stream_resumes_from_its_checkpoin
     after = service.status("cam-a", token)  # reopens it
     assert after["resumed_from_packet"] == after["packet_sequence"] >= before["checkpoint"]["sequence"] >= 1
     assert before["chunk_sequence"] >= after["chunk_sequence"] >= 1
+    assert after["epoch"] == before["epoch"]  # reopened where it was leased: no move, no new epoch
 
 
 def test_every_bad_request_is_refused_and_changes_nothing(service, video):

@@ -25,6 +25,7 @@ class PacketOutbox:
         self.resent = 0  # returned again: the device never got the first reply
         self.superseded = False  # a device missed packets no longer kept
         self.polls = 0  # long-polls waiting now
+        self.closed = False  # the stream left this host: waiting polls are answered with nothing
 
     async def post(self, sequence: int, packet: bytes, due_chunk: int) -> None:
         """A packet for the device to fetch; `due_chunk`: the upload that made its round due."""
@@ -43,10 +44,12 @@ class PacketOutbox:
         try:
             async with self.mail:
                 try:
-                    await asyncio.wait_for(self.mail.wait_for(lambda: first() is not None), timeout_s)
+                    await asyncio.wait_for(self.mail.wait_for(lambda: self.closed or first() is not None), timeout_s)
                 except asyncio.TimeoutError:
                     return None
                 entry = first()
+                if entry is None:  # closed: the device asks again, and reaches the stream's new host
+                    return None
                 if entry[0] > sequence + 1:
                     self.superseded = True  # packets after `sequence` were dropped
                 if entry[0] <= self.handed_out:
@@ -55,6 +58,12 @@ class PacketOutbox:
                 return entry
         finally:
             self.polls -= 1
+
+    async def close(self) -> None:
+        """Answer every waiting poll now (with nothing) and every later one at once."""
+        self.closed = True
+        async with self.mail:
+            self.mail.notify_all()
 
     def take_superseded(self) -> bool:
         """Whether a device missed packets no longer kept since the last call."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from ams_ray.data.datasets import default_cache_dir
+from ams_ray.service.host_pool import ScaleRange
 from ams_ray.teach.teachers import looks_up_labels
 
 
@@ -29,9 +30,17 @@ class ServiceSettings(BaseModel):
     student: str = "tiny"
     strategy: str = "ams_gg10"
     profile: str = "cpu"
-    trainers: int = Field(2, ge=1, description="trainer host processes; streams are spread over them by id")
+    hosts: str = Field("2", description="trainer host processes, N or MIN..MAX (the pool grows past "
+                       "streams_per_host open streams per host and shrinks when they close)")
+    streams_per_host: int = Field(16, ge=1, description="open streams per host above which the pool grows")
     cpus_per_trainer: float = Field(0.4, gt=0)
+    trainer_gpus: float = Field(0.0, ge=0, description="GPU share of each trainer host (it trains on CUDA when > 0)")
+    ingress_replicas: str = Field("1", description="HTTP ingress replicas, N or MIN..MAX (Serve autoscaling)")
+    teacher_replicas: str = Field("1", description="teacher replicas, N or MIN..MAX (Serve autoscaling)")
     teacher_cpus: float = Field(0.5, gt=0)
+    teacher_gpus: float = Field(0.0, ge=0, description="GPU share of each teacher replica (it labels on CUDA when > 0)")
+    shared_state: bool = Field(False, description="the operator vouches that a local state directory is mounted on "
+                               "every node (NFS, a shared volume); otherwise a multi-node cluster refuses it")
     teacher_batch: int = Field(8, ge=1)
     idle_retire_s: float = Field(300.0, gt=0, description="a stream no device touched this long is closed; "
                                  "its checkpoint stays and a returning device resumes from it")
@@ -51,6 +60,15 @@ class ServiceSettings(BaseModel):
                              "torchvision:NAME:WEIGHTS or MODULE:FACTORY")
         return spec
 
+    @field_validator("hosts", "ingress_replicas", "teacher_replicas", mode="before")
+    @classmethod
+    def _is_a_scale(cls, text: str | int, info) -> str:
+        ScaleRange.parse(text, info.field_name)
+        return str(text)
+
+    def scale(self, field: str) -> ScaleRange:
+        return ScaleRange.parse(getattr(self, field), field)
+
     @property
     def checkpoint_url(self) -> str:
         return f"{self.state_url.rstrip('/')}/streams"
@@ -58,6 +76,16 @@ class ServiceSettings(BaseModel):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+def check_state_reachable(state_url: str, nodes: int, shared: bool) -> None:
+    """Refuse a state directory that other nodes cannot see: a host restarted on another node
+    would find no log there and silently send its device back to the pretrained model."""
+    if nodes > 1 and not shared and (state_url.startswith("file://") or "://" not in state_url):
+        raise ValueError(f"the state directory {state_url} is local to this node, and this Ray cluster has {nodes} "
+                         "nodes: a trainer host on another node would not find the streams' logs. Pass an fsspec URL "
+                         "every node reaches (--state-dir s3://bucket/ams with s3fs installed, gs://..., or a path "
+                         "on a shared mount with --shared-state)")
 
 
 def expand_local(path_or_url: str) -> str:

@@ -51,9 +51,10 @@ class MadePacket:
 
 class StreamJournal:
     def __init__(self, store: CheckpointStore, stream_id: str, fingerprint: str, horizon_s: float,
-                 snapshot_after_bytes: int) -> None:
+                 snapshot_after_bytes: int, epoch: int | None = None) -> None:
+        """`epoch`: the stream's lease held by this host, which fences every write (`StreamLog`)."""
         self.stream_id, self.fingerprint = stream_id, fingerprint
-        self.log = StreamLog(store, stream_id)
+        self.log = StreamLog(store, stream_id, epoch)
         self.retention = Retention(horizon_s)
         self.snapshot_after_bytes = snapshot_after_bytes
         self.made: dict[int, MadePacket] = {}

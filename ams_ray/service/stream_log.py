@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from ams_ray.service.checkpoint_store import CheckpointStore
+from ams_ray.service.stream_lease import check_fence
 from ams_ray.wire.log_framing import LogDamaged, frame, parse
 
 MANIFEST = "manifest.json"
@@ -48,8 +49,11 @@ class LogContents:
 
 
 class StreamLog:
-    def __init__(self, store: CheckpointStore, stream_id: str) -> None:
-        self.store, self.stream_id = store, stream_id
+    def __init__(self, store: CheckpointStore, stream_id: str, epoch: int | None = None) -> None:
+        """`epoch`: the lease this writer holds (`ams_ray.service.stream_lease`); every write
+        first checks it is still the stream's. None: an unfenced writer (a benchmark's hosts,
+        placed once, never moved)."""
+        self.store, self.stream_id, self.epoch = store, stream_id, epoch
         self.first_segment = 1  # the manifest's: segments before it are dropped
         self.next_segment = 1
         self.snapshot: str | None = None
@@ -84,6 +88,7 @@ class StreamLog:
         """Become the log's one writer after reading it: a torn tail is cut back to its whole
         records (so a later segment may follow it), leftovers are removed, and the next
         segment is numbered after the last."""
+        self._fence()
         if contents.torn is not None:
             name, whole = contents.torn
             if whole:
@@ -114,6 +119,7 @@ class StreamLog:
     def start_afresh(self) -> None:
         """Give up a log that cannot be used (its damage was reported): a manifest that names
         no snapshot and starts after every existing segment, which are then removed."""
+        self._fence()
         numbers = [n for n in map(self._number, self.store.listing(self.stream_id)) if n is not None]
         self.first_segment = self.next_segment = max(numbers, default=0) + 1
         self.snapshot = None
@@ -122,6 +128,7 @@ class StreamLog:
 
     def append(self, records: list[tuple[int, bytes]]) -> int:
         """Write `records` ((kind, payload)) as the next segment; returns its number."""
+        self._fence()
         number = self.next_segment
         data = b"".join(frame(kind, payload) for kind, payload in records)
         self.store.put(self.stream_id, segment_name(number), data)
@@ -132,6 +139,7 @@ class StreamLog:
     def commit(self, first_segment: int, snapshot: tuple[int, bytes] | None = None) -> None:
         """Drop the segments before `first_segment` and, with `snapshot` ((packet sequence,
         bytes)), make it the model's base: snapshot first, then the manifest, then removals."""
+        self._fence()
         old_snapshot = self.snapshot
         if snapshot is not None:
             sequence, data = snapshot
@@ -148,6 +156,10 @@ class StreamLog:
         if old_snapshot is not None and old_snapshot != self.snapshot:
             gone.append(old_snapshot)
         self.store.remove(self.stream_id, gone)
+
+    def _fence(self) -> None:
+        if self.epoch is not None:
+            check_fence(self.store, self.stream_id, self.epoch)
 
     def footprint_bytes(self) -> int:
         """What the stream occupies in the store now."""

@@ -1,0 +1,297 @@
+"""StreamDirectory: which trainer host holds each stream, and the pool of hosts itself.
+
+The service's hosts belong to the cluster, not to an ingress replica: the directory is a
+detached, named actor (`stream-directory` in the namespace `ams-service`) that starts the
+hosts as detached, named actors too (`trainer-host-<n>`), so `ray list actors` shows them and
+any ingress replica, old or new, reaches the same ones. It answers one question for the
+ingress, `locate(stream)`, with the host and the stream's lease epoch:
+
+* A stream is placed by rendezvous hashing over the live hosts
+  (`ams_ray.service.stream_placement`) and leased to that host with a new epoch
+  (`ams_ray.service.stream_lease`): the host's log writes carry it, so a host that lost the
+  stream cannot write it.
+* The pool grows and shrinks within its range (`ams_ray.service.host_pool`). A new host takes
+  over the streams whose rendezvous top it now is; each is moved by drain: the old host
+  `release`s it (finishing its running round, waiting for the device to acknowledge its
+  packets, landing its writes), then the next `locate` leases it to the new host, which
+  restores it from its log. Callers asking for a stream on the move wait for the move, they
+  are not refused.
+* A host that died for good (its restarts spent, or killed) is dropped, and its streams are
+  placed afresh on the survivors, resuming from their logs. The directory notices within
+  `WATCH_EVERY_S`, or sooner when an ingress reports a host unreachable.
+* Restarted itself, the directory rebuilds its table from the named hosts that are still
+  there (`held_streams`) and the leases in the store, so streams carry on where they were.
+
+A benchmark's fleet uses the same directory over hosts it placed itself (`fixed`): nothing
+is leased, moved or started then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import ray
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayError
+
+from actors.coordinator import start_coordinator
+from actors.trainer import TrainerHost
+from ams_ray.models.student_spec import StudentSpec
+from ams_ray.service.checkpoint_store import CheckpointStore
+from ams_ray.service.host_pool import PoolSizer, ScaleRange
+from ams_ray.service.stream_lease import grant
+from ams_ray.service.stream_placement import moves, owner
+from ams_ray.service.trainer_settings import TrainerSettings
+
+log = logging.getLogger(__name__)
+NAMESPACE = "ams-service"
+DIRECTORY_NAME = "stream-directory"
+HOST_PREFIX = "trainer-host-"
+COORDINATOR_NAME = f"{NAMESPACE}/training-turns"
+WATCH_EVERY_S = 2.0
+PING_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class HostRecipe:
+    """What every trainer host of the service is built from."""
+
+    student: StudentSpec
+    num_classes: int
+    config_json: str
+    strategy: str
+    teacher: object  # the teacher deployment's handle
+    settings: TrainerSettings
+    num_cpus: float
+    num_gpus: float
+
+
+@dataclass(frozen=True)
+class Placement:
+    host: str
+    epoch: int | None  # None: a fixed placement, unfenced
+    handle: object
+
+
+def find_directory(recipe: HostRecipe, pool: ScaleRange, streams_per_host: int):
+    """The service's directory, started by whichever ingress replica asks first."""
+    return StreamDirectory.options(name=DIRECTORY_NAME, namespace=NAMESPACE, lifetime="detached",
+                                   get_if_exists=True).remote(recipe, pool, streams_per_host)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class StreamDirectory:
+    def __init__(self, recipe: HostRecipe | None, pool: ScaleRange, streams_per_host: int,
+                 fixed: dict[str, tuple[str, object]] | None = None) -> None:
+        """`fixed`: stream -> (host name, handle), for a fleet that placed its own hosts."""
+        self.recipe, self.sizer = recipe, PoolSizer(pool, streams_per_host)
+        self.store = CheckpointStore(recipe.settings.checkpoint_url) if recipe else None
+        self.hosts: dict[str, object] = {name: handle for name, handle in (fixed or {}).values()}
+        self.placed: dict[str, tuple[str, int | None]] = {sid: (name, None) for sid, (name, _) in (fixed or {}).items()}
+        self.moving: dict[str, asyncio.Event] = {}
+        self.open: dict[str, int] = {}  # streams open on each host at the last watch (idle ones retire)
+        self.events: list[dict] = []  # what happened to the pool: hosts added, lost, retired; streams moved
+        self.fixed = fixed is not None
+        self._started: asyncio.Task | None = None
+        self._changing = asyncio.Lock()  # one change of the pool at a time
+
+    # ------------------------------------------------------------------ what the ingress asks
+    async def locate(self, stream_id: str) -> Placement:
+        """The host holding `stream_id` and its lease epoch, placing and leasing it if nobody
+        holds it; waits while the stream moves."""
+        await self._ready()
+        while stream_id in self.moving:
+            await self.moving[stream_id].wait()
+        if stream_id in self.placed and self.placed[stream_id][0] in self.hosts:
+            host, epoch = self.placed[stream_id]
+            return Placement(host, epoch, self.hosts[host])
+        if self.fixed:
+            raise KeyError(f"stream {stream_id} is not one of this run's streams")
+        host = owner(stream_id, self.hosts)
+        lease = await asyncio.to_thread(grant, self.store, stream_id, host)
+        self.placed[stream_id] = (host, lease.epoch)
+        return Placement(host, lease.epoch, self.hosts[host])
+
+    async def unreachable(self, host: str) -> None:
+        """An ingress could not reach `host`: check now rather than at the next watch."""
+        await self._ready()
+        if host in self.hosts and not await self._alive(host):
+            await self._lost(host)
+
+    async def status(self) -> dict:
+        await self._ready()
+        return {"hosts": sorted(self.hosts), "open_streams": sum(self.open.values()), "moving": sorted(self.moving),
+                "pool": str(self.sizer.scale),
+                "streams": {sid: {"host": h, "epoch": e} for sid, (h, e) in sorted(self.placed.items())},
+                "events": self.events[-50:]}
+
+    # ------------------------------------------------------------------ what operators ask
+    async def add_host(self) -> str:
+        """One more host, kept (the pool's floor rises by one): its share of streams moves to it."""
+        await self._ready()
+        scale = self.sizer.scale
+        self.sizer.scale = ScaleRange(len(self.hosts) + 1, max(scale.high, len(self.hosts) + 1))
+        async with self._changing:
+            return await self._grow()
+
+    async def drain(self) -> int:
+        """The service is stopping: every host lets its streams go cleanly (rounds finish, packets
+        are acknowledged or time out, writes land, polls are answered). Returns streams released."""
+        self.sizer.scale = ScaleRange(max(1, len(self.hosts)), max(1, len(self.hosts)))  # no more growth
+        replies = await asyncio.gather(*(self._call(h.release_all.remote(), 120.0) for h in self.hosts.values()),
+                                       return_exceptions=True)
+        self.placed.clear()
+        return sum(len(r) for r in replies if isinstance(r, list))
+
+    def shutdown(self) -> None:
+        """Kill the hosts and the coordinator this directory started (after `drain`)."""
+        for name in list(self.hosts):
+            ray.kill(self.hosts.pop(name), no_restart=True)
+        try:
+            ray.kill(ray.get_actor(COORDINATOR_NAME.split("/")[1], namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
+
+    # ------------------------------------------------------------------ the pool
+    async def _ready(self) -> None:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_task(self._start())
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        """Adopt the hosts a previous incarnation started, then fill the pool to its floor and
+        keep watching it."""
+        if self.fixed:
+            return
+        start_coordinator(COORDINATOR_NAME, "round_robin", self.recipe.settings.call_timeout_s)
+        await self._adopt()
+        while len(self.hosts) < self.sizer.scale.low:
+            await self._start_host()
+        asyncio.get_running_loop().create_task(self._watch())
+
+    async def _adopt(self) -> None:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["namespace"] == NAMESPACE and a["name"].startswith(HOST_PREFIX)]
+        for name in sorted(names):
+            handle = ray.get_actor(name, namespace=NAMESPACE)
+            try:
+                held = await self._call(handle.held_streams.remote(), PING_TIMEOUT_S)
+            except RayError as exc:
+                log.warning("directory: host %s from before the restart does not answer (%s); not adopted",
+                            name, type(exc).__name__)
+                continue
+            self.hosts[name] = handle
+            self.placed.update({sid: (name, epoch) for sid, epoch in held.items()})
+        if self.hosts:
+            self._event("adopted", hosts=sorted(self.hosts), streams=len(self.placed))
+            log.warning("directory restarted: adopted %d hosts holding %d streams", len(self.hosts), len(self.placed))
+
+    async def _start_host(self) -> str:
+        numbers = [int(n[len(HOST_PREFIX):]) for n in self.hosts]
+        name = f"{HOST_PREFIX}{max(numbers, default=-1) + 1}"
+        r = self.recipe
+        handle = TrainerHost.options(name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=r.num_cpus,
+                                     num_gpus=r.num_gpus).remote(name, [], r.student, r.num_classes, r.config_json,
+                                                                 r.strategy, r.teacher, COORDINATOR_NAME, r.settings)
+        await self._call(handle.ready.remote(), r.settings.call_timeout_s * 5)  # torch imports: slow on a busy node
+        self.hosts[name] = handle
+        self._event("host_added", host=name)
+        log.info("directory: host %s started (%d in the pool)", name, len(self.hosts))
+        return name
+
+    async def _grow(self) -> str:
+        before = list(self.hosts)
+        name = await self._start_host()
+        await self._move(moves(list(self.placed), before, list(self.hosts)))
+        return name
+
+    async def _shrink(self) -> None:
+        """Retire the newest host: its streams move to their next-ranked hosts, then it stops."""
+        name = max(self.hosts, key=lambda n: int(n[len(HOST_PREFIX):]))
+        survivors = [h for h in self.hosts if h != name]
+        await self._move(moves([s for s, (h, _) in self.placed.items() if h == name], list(self.hosts), survivors))
+        ray.kill(self.hosts.pop(name), no_restart=True)
+        self.open.pop(name, None)
+        self._event("host_retired", host=name)
+
+    async def _move(self, changed: dict[str, tuple[str, str]]) -> None:
+        """Release each stream from its old host; its next `locate` leases it to the new one."""
+        for stream in changed:
+            self.moving[stream] = asyncio.Event()
+        began = time.monotonic()
+
+        async def one(stream: str, old: str) -> None:
+            try:
+                await self._call(self.hosts[old].release.remote(stream), self.recipe.settings.call_timeout_s)
+            except RayError as exc:
+                log.warning("directory: host %s did not release %s cleanly (%s); it moves anyway", old, stream,
+                            type(exc).__name__)
+            finally:
+                self.placed.pop(stream, None)
+                self.moving.pop(stream).set()
+
+        await asyncio.gather(*(one(stream, old) for stream, (old, _) in changed.items()))
+        if changed:
+            self._event("moved", streams=len(changed), seconds=round(time.monotonic() - began, 3))
+
+    async def _lost(self, host: str) -> None:
+        """A host gone for good: forget it and its placements (they re-place on the next call)."""
+        self.hosts.pop(host, None)
+        self.open.pop(host, None)
+        orphans = [s for s, (h, _) in self.placed.items() if h == host]
+        for stream in orphans:
+            del self.placed[stream]
+        self._event("host_lost", host=host, streams=len(orphans))
+        log.warning("directory: host %s is gone; its %d streams resume on the other hosts", host, len(orphans))
+
+    async def _watch(self) -> None:
+        """Every WATCH_EVERY_S: drop dead hosts, then move the pool one step towards its target."""
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            try:
+                async with self._changing:
+                    hosts = list(self.hosts)
+                    for host, held in zip(hosts, await asyncio.gather(*(self._held(h) for h in hosts))):
+                        if held is None:
+                            await self._lost(host)
+                        elif held >= 0:
+                            self.open[host] = held
+                    target = self.sizer.target(len(self.hosts), sum(self.open.values()), time.monotonic())
+                    if target > len(self.hosts):
+                        await self._grow()
+                    elif target < len(self.hosts):
+                        await self._shrink()
+            except Exception as exc:  # noqa: BLE001 - the watch must outlive one bad round
+                log.error("directory: watching the pool failed: %s: %s", type(exc).__name__, exc)
+
+    async def _held(self, host: str) -> int | None:
+        """Streams open on `host`; None when it is dead for good, -1 when it does not answer now."""
+        try:
+            return len(await self._call(self.hosts[host].held_streams.remote(), PING_TIMEOUT_S))
+        except ActorDiedError:
+            return None
+        except (RayError, GetTimeoutError):
+            return -1
+
+    async def _alive(self, host: str) -> bool:
+        """False only for a host that is dead for good; one that is restarting counts as alive."""
+        try:
+            await self._call(self.hosts[host].ready.remote(), PING_TIMEOUT_S)
+            return True
+        except ActorDiedError:
+            return False
+        except (RayError, GetTimeoutError):
+            return True
+
+    @staticmethod
+    async def _call(ref, timeout_s: float):
+        try:
+            return await asyncio.wait_for(ref, timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise GetTimeoutError(f"no answer within {timeout_s:g} s") from exc
+
+    def _event(self, kind: str, **details) -> None:
+        self.events.append({"event": kind, "at": time.time(), **details})
+
