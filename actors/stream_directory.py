@@ -192,8 +192,9 @@ class StreamDirectory:
         numbers = [int(n[len(HOST_PREFIX):]) for n in self.hosts]
         name = f"{HOST_PREFIX}{max(numbers, default=-1) + 1}"
         r = self.recipe
+        # No task retries: a caller that finds the host gone asks the directory where the stream is now.
         handle = TrainerHost.options(name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=r.num_cpus,
-                                     num_gpus=r.num_gpus).remote(name, [], r.student, r.num_classes, r.config_json,
+                                     num_gpus=r.num_gpus, max_task_retries=0).remote(name, [], r.student, r.num_classes, r.config_json,
                                                                  r.strategy, r.teacher, COORDINATOR_NAME, r.settings)
         await self._call(handle.ready.remote(), r.settings.call_timeout_s * 5)  # torch imports: slow on a busy node
         self.hosts[name] = handle
