@@ -78,16 +78,18 @@ class DeviceStreams:
                 "unacknowledged": len(stream.journal.made), "left_in_backlog": len(stream.backlog)}
 
     async def release_all(self) -> list[dict]:
-        """Every stream released at once: the host is being retired or the service is stopping."""
+        """The service is stopping: every stream released at once, and none opened after."""
+        self.stopping = True
         return list(await asyncio.gather(*(self.release(sid) for sid in list(self.streams))))
 
     def _opened(self, stream_id: str, epoch: int | None = None, entering: bool = False):
         """A stream of this host, opened (from its checkpoint, if any) when a device first shows
         up. `epoch`: the caller's lease for it (see the module's docstring); `entering`: the call
         brings something new (a chunk, a restart), which a stream on its way out refuses."""
+        if self.stopping:
+            raise LeaseLost(f"host {self.host_id} is stopping")
         stream = self.streams.get(stream_id)
-        if stream is not None and (stream.fenced or (epoch is not None and stream.epoch is not None
-                                                     and epoch > stream.epoch)):
+        if stream is not None and (stream.fenced or (epoch is not None and (stream.epoch or 0) < epoch)):
             self._let_go(stream_id)  # its lease moved on: drop this copy, reopen below at the caller's epoch
             stream = None
         if stream is not None and epoch is not None and stream.epoch is not None and epoch < stream.epoch:
@@ -95,7 +97,8 @@ class DeviceStreams:
         if stream is not None and stream.draining and entering:
             raise LeaseLost(f"stream {stream_id} is moving off host {self.host_id}")
         if stream is None:
-            stream = self.streams[stream_id] = self._new_stream(stream_id, None, epoch)  # LeaseLost if it moved on
+            stream = self.streams[stream_id] = self._new_stream(stream_id, self.label_keys.get(stream_id), epoch)
+            # (the constructor raised LeaseLost if the lease moved on past `epoch`)
             self._ensure_retiring()
         stream.last_activity = time.monotonic()
         self._ensure_worker(stream)

@@ -283,7 +283,7 @@ class HostedStream:
             if not self.fenced:
                 self.metrics.errors.count("lease_lost")
                 log.warning("%s; this host lets the stream go", exc)
-            self.fenced = True
+            self.fenced = self.draining = True  # the worker stops after its chunk; the next call drops the stream
             return
         except Exception as exc:  # noqa: BLE001 - a store error, or a bug: either way the stream goes on
             self.metrics.errors.count("checkpoint_failed")

@@ -94,6 +94,8 @@ class StreamDirectory:
         self.open: dict[str, int] = {}  # streams open on each host at the last watch (idle ones retire)
         self.events: list[dict] = []  # what happened to the pool: hosts added, lost, retired; streams moved
         self.fixed = fixed is not None
+        self.stopping = False  # drained: no stream is placed any more
+        self._placing: dict[str, asyncio.Task] = {}  # one lease per placement, however many callers ask at once
         self._started: asyncio.Task | None = None
         self._changing = asyncio.Lock()  # one change of the pool at a time
 
@@ -104,11 +106,21 @@ class StreamDirectory:
         await self._ready()
         while stream_id in self.moving:
             await self.moving[stream_id].wait()
+        if self.stopping:
+            raise RuntimeError("the service is stopping: no stream is placed")
         if stream_id in self.placed and self.placed[stream_id][0] in self.hosts:
             host, epoch = self.placed[stream_id]
             return Placement(host, epoch, self.hosts[host])
         if self.fixed:
             raise KeyError(f"stream {stream_id} is not one of this run's streams")
+        if stream_id not in self._placing:
+            self._placing[stream_id] = asyncio.get_running_loop().create_task(self._place(stream_id))
+        try:
+            return await asyncio.shield(self._placing[stream_id])
+        finally:
+            self._placing.pop(stream_id, None)
+
+    async def _place(self, stream_id: str) -> Placement:
         host = owner(stream_id, self.hosts)
         lease = await asyncio.to_thread(grant, self.store, stream_id, host)
         self.placed[stream_id] = (host, lease.epoch)
@@ -139,6 +151,7 @@ class StreamDirectory:
     async def drain(self) -> int:
         """The service is stopping: every host lets its streams go cleanly (rounds finish, packets
         are acknowledged or time out, writes land, polls are answered). Returns streams released."""
+        self.stopping = True
         self.sizer.scale = ScaleRange(max(1, len(self.hosts)), max(1, len(self.hosts)))  # no more growth
         replies = await asyncio.gather(*(self._call(h.release_all.remote(), 120.0) for h in self.hosts.values()),
                                        return_exceptions=True)
@@ -156,7 +169,8 @@ class StreamDirectory:
 
     # ------------------------------------------------------------------ the pool
     async def _ready(self) -> None:
-        if self._started is None:
+        """The pool is up (started once; a start that failed is tried again by the next caller)."""
+        if self._started is None or (self._started.done() and self._started.exception() is not None):
             self._started = asyncio.get_running_loop().create_task(self._start())
         await asyncio.shield(self._started)
 
@@ -196,7 +210,14 @@ class StreamDirectory:
         handle = TrainerHost.options(name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=r.num_cpus,
                                      num_gpus=r.num_gpus, max_task_retries=0).remote(name, [], r.student, r.num_classes, r.config_json,
                                                                  r.strategy, r.teacher, COORDINATOR_NAME, r.settings)
-        await self._call(handle.ready.remote(), r.settings.call_timeout_s * 5)  # torch imports: slow on a busy node
+        waited = r.settings.call_timeout_s * 5  # torch imports are slow on a busy node; an autoscaler, slower
+        try:
+            await self._call(handle.ready.remote(), waited)
+        except RayError as exc:
+            ray.kill(handle, no_restart=True)
+            raise RuntimeError(f"trainer host {name} did not start within {waited:g} s ({type(exc).__name__}): no node "
+                               f"had {r.num_cpus:g} CPUs and {r.num_gpus:g} GPUs free for it, or it failed; add nodes "
+                               "(an autoscaler adds them for a pending host) or lower --hosts") from exc
         self.hosts[name] = handle
         self._event("host_added", host=name)
         log.info("directory: host %s started (%d in the pool)", name, len(self.hosts))

@@ -76,8 +76,10 @@ class TrainerHost(DeviceStreams):
         self._new_stream = lambda sid, key, epoch=None: HostedStream(
             sid, key, student, num_classes, config, strategy, settings, self.store, self.checkpoint_thread, self.device,
             epoch)
+        self.label_keys = dict(streams)  # a stream reopened here (at a new epoch) keeps its key
         self.streams = {sid: self._new_stream(sid, key) for sid, key in streams}
         self.retired = 0  # streams closed for idleness (DeviceStreams)
+        self.stopping = False  # the service drains: no stream opens here any more (DeviceStreams)
         self._retiring = None
         self._bundle = None
         self._fresh_distiller = lambda: OnlineDistiller(build_student(student, num_classes), config.training,

@@ -78,22 +78,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------- the service
 def start_service(args: argparse.Namespace, state: Path) -> str:
     """The service on a free loopback port; returns its URL once healthy."""
-    from ray import serve
+    from serve.app import build_app, start, wait_healthy
 
-    from actors.cluster import connect
-    from serve.app import APP_NAME, build_app, wait_healthy
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    connect(None)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"state_url": str(state), "port": port, "hosts": args.hosts,
-                         "ingress_replicas": args.ingress_replicas, "idle_retire_s": 3600.0}),
-              name=APP_NAME, route_prefix="/", blocking=False)
-    url = f"http://127.0.0.1:{port}"
+    settings = {"state_url": str(state), "host": "127.0.0.1", "port": free_port(), "hosts": args.hosts,
+                "ingress_replicas": args.ingress_replicas, "idle_retire_s": 3600.0, "shared_state": False}
+    url = start(build_app(settings), settings, None)
     wait_healthy(url, threading.Event())
     return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def directory_status() -> dict:

@@ -79,16 +79,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start(app, settings: dict, address: str | None) -> str:
-    """Ray, Serve's HTTP proxy on the chosen address, the app; returns the service URL. A local
-    state directory on a cluster of several nodes is refused here (ValueError)."""
+    """Ray (joined or started), then the app on Serve's HTTP proxy; returns the service URL."""
+    join_cluster(settings, address)
+    return deploy(app, settings)
+
+
+def join_cluster(settings: dict, address: str | None) -> None:
+    """Start or join Ray; a local state directory on a cluster of several nodes is refused
+    here (ValueError), before anything is deployed."""
     import ray
-    from ray import serve
 
     from actors.cluster import connect
 
     connect(address)
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     check_state_reachable(expand_local(settings["state_url"]), nodes, settings["shared_state"])
+
+
+def deploy(app, settings: dict) -> str:
+    from ray import serve
+
     serve.start(http_options={"host": settings["host"], "port": settings["port"]}, proxy_location="EveryNode")
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{settings['host']}:{settings['port']}"
@@ -136,7 +146,8 @@ def stop() -> None:
     if not ray.is_initialized():
         return
     try:
-        serve.delete(APP_NAME)
+        if APP_NAME in serve.status().applications:
+            serve.delete(APP_NAME)
         try:
             directory = ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE)
         except ValueError:
@@ -164,17 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     _on_stop_signals(stopping.set)
     _own_process_group()
     try:
-        url = start(app, settings, args.address)
-        _on_stop_signals(stopping.set)  # again: starting Ray installs its own SIGTERM handler, which aborts
+        join_cluster(settings, args.address)
+    except ValueError as exc:  # a state directory other nodes cannot reach
+        print(f"error: {exc}", file=sys.stderr)
+        stop()
+        return 2
+    _on_stop_signals(stopping.set)  # again: starting Ray installs its own SIGTERM handler, which aborts
+    try:
+        url = deploy(app, settings)
         if wait_healthy(url, stopping):
             print(f"ams-ray service ready at {url} (API docs at {url}/docs); state in {expand_local(args.state_url)}; "
                   "Ctrl-C or SIGTERM stops it", flush=True)
         stopping.wait()
         print("draining: no new streams; rounds finish, packets go down, writes land", file=sys.stderr, flush=True)
         print(f"drained {drain()} streams", file=sys.stderr, flush=True)
-    except ValueError as exc:  # a state directory other nodes cannot reach
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     finally:
         print("stopping the service", file=sys.stderr, flush=True)
         stop()

@@ -141,3 +141,18 @@ def test_streams_run_and_resume_across_nodes_that_share_no_disk(nodes_sharing_no
         (facts["killed"], edge["applied_wall"], {k: trainer.get(k) for k in keys},
          {k: edge.get(k) for k in ("chunks", "upload_errors", "upload_timeouts", "updates_applied", "shed_chunks",
                                    "packets_missed", "frames")})
+
+
+def test_the_service_refuses_a_state_directory_the_other_node_cannot_see(nodes_sharing_no_disk, tmp_path):
+    """`python -m serve.app --address` on two nodes with a local --state-dir: a host started on
+    the other node would find no stream logs there, so the service refuses to start and says
+    what to pass instead."""
+    address, _ = nodes_sharing_no_disk
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    result = subprocess.run([sys.executable, "-m", "serve.app", "--address", address, "--state-dir",
+                             str(tmp_path / "state"), "--port", str(_free_port())],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "2 nodes" in result.stderr and "fsspec URL" in result.stderr and "--shared-state" in result.stderr
+    assert "Traceback" not in result.stderr

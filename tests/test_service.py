@@ -269,6 +269,43 @@ def test_the_serve_config_file_is_a_valid_serve_deployment():
     assert ServiceSettings(**app.args).teacher == "network"
 
 
+def test_the_kuberay_manifest_deploys_the_same_app_sized_for_a_cluster():
+    """KubeRay's CRD schema cannot be installed here (it is not on PyPI), so what is checked is
+    what this project controls: the RayService's Serve config is a valid Serve deployment of
+    this app, its settings parse, its state is on a store every pod reaches, and its Ray
+    version is the one pinned."""
+    import ray
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from ams_ray.service.settings import ServiceSettings, check_state_reachable
+
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "serve" / "rayservice.yaml").read_text())
+    assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayService")
+    (app,) = ServeDeploySchema.model_validate(yaml.safe_load(manifest["spec"]["serveConfigV2"])).applications
+    settings = ServiceSettings(**app.args)
+    assert app.import_path == "serve.app:build_app" and not settings.scale("hosts").fixed
+    check_state_reachable(settings.state_url, nodes=5, shared=False)
+    assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__
+
+
+def test_the_app_is_sized_as_its_settings_say():
+    """Replicas and GPUs reach Serve's deployment options; trainer GPUs reach the hosts' recipe."""
+    from serve.app import build_app
+
+    ingress = build_app({"state_url": "/tmp/unused", "ingress_replicas": "2..4", "teacher_replicas": "1..3",
+                         "teacher_gpus": 0.5, "trainer_gpus": 0.25})._bound_deployment
+    scaling = ingress._deployment_config.autoscaling_config
+    assert (scaling.min_replicas, scaling.max_replicas) == (2, 4)
+    teacher = ingress.init_args[0]._bound_deployment
+    assert teacher.ray_actor_options["num_gpus"] == 0.5
+    assert (teacher._deployment_config.autoscaling_config.min_replicas,
+            teacher._deployment_config.autoscaling_config.max_replicas) == (1, 3)
+    assert ingress.init_args[1].trainer_gpus == 0.25
+    fixed = build_app({"state_url": "/tmp/unused", "ingress_replicas": 3})._bound_deployment
+    assert fixed.num_replicas == 3 and fixed._deployment_config.autoscaling_config is None
+
+
 def test_a_service_that_cannot_label_pixels_is_refused_before_it_starts(tmp_path):
     result = subprocess.run([sys.executable, "-m", "serve.app", "--state-dir", str(tmp_path), "--teacher", "oracle"],
                             capture_output=True, text=True, timeout=120)

@@ -17,7 +17,7 @@ from ams_ray.data.video import encode_chunk
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.models.students import build_student
 from ams_ray.service.trainer_settings import TrainerSettings
-from ams_ray.wire.codec import ParamLayout, decode_packet
+from ams_ray.wire.codec import ParamLayout, decode_packet, packet_numbers
 from ams_ray.wire.messages import SampleChunk
 from serve.teacher import APP_NAME, teacher_app
 
@@ -186,3 +186,61 @@ def test_a_stream_whose_labels_lag_is_told_to_sample_less_sheds_past_its_bound_a
     assert [r for _, r in replies] == [rate, rate, rate / 2, rate / 4, max(floor, rate / 8), max(floor, rate / 16)]
     assert stream["max_label_backlog"] == 5 and stream["rate_cuts"] == 4 and stream["chunks"] == 0
     assert after["chunk_sequence"] == 5 and after["pending"] + after["chunks"] == 5, after
+
+
+def test_two_hosts_that_both_open_a_stream_leave_one_line_in_its_log(teacher_and_coordinator, tmp_path):
+    """Fencing with real hosts: the stream is leased to host A (epoch 1), which labels, trains
+    and logs an acknowledged packet; then it is leased to host B (epoch 2) while A still holds
+    it open. A's next write is refused and its caller told the stream moved; B carries on from
+    A's log, and the log holds each chunk once and one line of packets."""
+    from ams_ray.service.checkpoint_store import CheckpointStore
+    from ams_ray.service.stream_lease import LeaseLost, grant
+    from ams_ray.service.stream_log import StreamLog
+    from ams_ray.wire.stream_records import ACCEPTED, PACKET, LoggedPacket
+
+    teacher, coordinator = teacher_and_coordinator
+    config = AmsConfig.for_profile("cpu").with_overrides(video={"height": 64, "width": 128},
+                                                         training={"iterations": 3})
+    store = CheckpointStore(tmp_path / "store")
+    settings = TrainerSettings(store.url, 120.0)
+    # Both are given the stream with its label key (the oracle teacher looks labels up by it);
+    # the first call carrying an epoch reopens it under that lease.
+    a, b = (TrainerHost.options(num_cpus=0.5).remote(
+        name, [("stream-a", SPECS["stream-a"].key)], StudentSpec("tiny"), NUM_CLASSES, config.model_dump_json(),
+        "ams_gg10", teacher, coordinator, settings) for name in ("trainer-a", "trainer-b"))
+    try:
+        ray.get([a.ready.remote(), b.ready.remote()], timeout=300)
+        chunks = _chunks("stream-a", 6)
+        first = grant(store, "stream-a", "trainer-a").epoch
+        for data in chunks[:3]:
+            assert ray.get(a.submit_chunk.remote("stream-a", data, first), timeout=120)[0] == "accepted"
+        for _ in range(300):
+            status = ray.get(a.stream_status.remote("stream-a", first), timeout=60)
+            if not status["pending"] and status["packet_sequence"] >= 1:
+                break
+            time.sleep(1.0)
+        sequence, version = status["packet_sequence"], status["model_version"]
+        assert sequence >= 1
+        ray.get(a.next_packet.remote("stream-a", sequence, version, 0.1, first), timeout=60)  # acknowledged: logged
+
+        second = grant(store, "stream-a", "trainer-b").epoch
+        assert ray.get(b.stream_status.remote("stream-a", second), timeout=120)["resumed_from_packet"] == sequence
+        with pytest.raises(LeaseLost):
+            ray.get(a.submit_chunk.remote("stream-a", chunks[3], first), timeout=120)
+        with pytest.raises(LeaseLost):  # nor does A reopen it at its old epoch
+            ray.get(a.stream_status.remote("stream-a", first), timeout=120)
+        for data in chunks[3:]:
+            assert ray.get(b.submit_chunk.remote("stream-a", data, second), timeout=120)[0] == "accepted"
+        _settled(b, ["stream-a"])
+        status = ray.get(b.stream_status.remote("stream-a", second), timeout=60)
+        ray.get(b.next_packet.remote("stream-a", status["packet_sequence"], status["model_version"], 0.1, second),
+                timeout=60)
+    finally:
+        ray.kill(a)
+        ray.kill(b)
+    records = StreamLog(store, "stream-a").read().records
+    accepted = [SampleChunk.from_bytes(p).sequence for _, kind, p in records if kind == ACCEPTED]
+    packets = [packet_numbers(LoggedPacket.from_bytes(p).packet)[0] for _, kind, p in records if kind == PACKET]
+    assert accepted == [1, 2, 3, 4, 5, 6]  # chunk 4, refused by A, was logged once, by B
+    assert packets == list(range(1, len(packets) + 1)) and packets[-1] == status["packet_sequence"] > sequence
+
