@@ -65,6 +65,7 @@ class DeviceStreams:
         if stream is None:
             return {"stream_id": stream_id, "held": False, "seconds": 0.0}
         stream.draining = True
+        self.released[stream_id] = stream.epoch
         if stream.worker is not None and not stream.worker.done():
             await asyncio.wait({stream.worker}, timeout=self.settings.call_timeout_s)
         deadline = time.monotonic() + ACK_WAIT_S
@@ -96,6 +97,10 @@ class DeviceStreams:
             raise LeaseLost(f"stream {stream_id} is held here at epoch {stream.epoch}, the call has {epoch}")
         if stream is not None and stream.draining and entering:
             raise LeaseLost(f"stream {stream_id} is moving off host {self.host_id}")
+        let_go_at = self.released.get(stream_id, -1)
+        if stream is None and let_go_at != -1 and (epoch is None or epoch <= (let_go_at or 0)):
+            # A late call with the lease this host let go: the stream's next holder gets a newer one.
+            raise LeaseLost(f"stream {stream_id} was released by host {self.host_id} at epoch {let_go_at}")
         if stream is None:
             stream = self.streams[stream_id] = self._new_stream(stream_id, self.label_keys.get(stream_id), epoch)
             # (the constructor raised LeaseLost if the lease moved on past `epoch`)

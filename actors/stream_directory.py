@@ -256,7 +256,8 @@ class StreamDirectory:
 
         await asyncio.gather(*(one(stream, old) for stream, (old, _) in changed.items()))
         if changed:
-            self._event("moved", streams=len(changed), seconds=round(time.monotonic() - began, 3))
+            self._event("moved", streams=sorted(changed), to=sorted({new for _, new in changed.values()}),
+                        seconds=round(time.monotonic() - began, 3))
 
     async def _lost(self, host: str) -> None:
         """A host gone for good: forget it and its placements (they re-place on the next call)."""
@@ -265,7 +266,7 @@ class StreamDirectory:
         orphans = [s for s, (h, _) in self.placed.items() if h == host]
         for stream in orphans:
             del self.placed[stream]
-        self._event("host_lost", host=host, streams=len(orphans))
+        self._event("host_lost", host=host, streams=sorted(orphans))
         log.warning("directory: host %s is gone; its %d streams resume on the other hosts", host, len(orphans))
 
     async def _watch(self) -> None:

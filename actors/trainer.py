@@ -80,6 +80,7 @@ class TrainerHost(DeviceStreams):
         self.streams = {sid: self._new_stream(sid, key) for sid, key in streams}
         self.retired = 0  # streams closed for idleness (DeviceStreams)
         self.stopping = False  # the service drains: no stream opens here any more (DeviceStreams)
+        self.released: dict[str, int | None] = {}  # streams moved away, and the epoch they were held at (DeviceStreams)
         self._retiring = None
         self._bundle = None
         self._fresh_distiller = lambda: OnlineDistiller(build_student(student, num_classes), config.training,

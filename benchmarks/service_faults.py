@@ -249,6 +249,16 @@ def _versions_given_up(trace: list, start_s: float, until_s: float) -> int:
     return lost
 
 
+def _changes(trace: list) -> list[tuple[float, int]]:
+    """(seconds, version) each time a device's model version changed."""
+    changes, held = [], None
+    for t, version, _ in trace:
+        if version != held:
+            changes.append((round(t, 2), version))
+            held = version
+    return changes
+
+
 def plot(traces: dict[str, list], rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for device_id, trace in sorted(traces.items()):
@@ -298,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                "held_at_end": held, "directory_events": final["events"],
                "send_period_s": AmsConfig.for_profile("cpu").training.send_period_s,
                "updates_applied": {d: r.get("updates_applied", 0) for d, r in sorted(reports.items())},
+               "versions": {d: _changes(trace) for d, trace in sorted(traces.items())},
                "wall_s": round(end_s, 1)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     plot(traces, rows, args.out / "service_faults.png")
