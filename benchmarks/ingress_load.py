@@ -6,16 +6,18 @@
 For each replica count the whole service starts afresh on a loopback Ray cluster (teacher
 network, stream directory, trainer hosts, `--replicas` ingress replicas) and `--devices`
 registered devices each upload one chunk every `--period` seconds (10 s is a real device's
-send period; less compresses time) while keeping one long-poll open, as the device client
-does. The load generator is one asyncio loop over aiohttp with chunks encoded before the
+send period; less compresses time), one upload at a time, while keeping one long-poll open,
+as the device client does. The load generator is one asyncio loop over aiohttp with chunks encoded before the
 clock starts (one H.264 bitstream of 10 real frames, re-enveloped per device and sequence),
 so it costs little CPU next to the service. Every loop stops after `--seconds` or
 `--max-requests` uploads per device, whichever comes first; every request has a timeout.
 
 Reported per replica count: chunks/s answered (any outcome: accepted, or shed when a
 stream's labelling backlog is full, which is the service protecting itself, not the
-ingress failing), p50/p99 upload latency, errors (anything but 200 for an upload, or a
-request that failed), and 429s apart (the per-replica share of each device's budget).
+ingress failing), p50/p99 upload latency over every upload and over the second half of the
+run (steady: each device's first upload also opens its stream on a trainer host), errors (anything but 200 for an upload, or a
+request that failed, counted by status under `statuses`: 0 is no answer within 60 s), and
+429s apart (the per-replica share of each device's budget).
 Writes DIR/ingress_load.json (one row per replica count under `rows`) and DIR/ingress_load.png.
 """
 
@@ -75,8 +77,8 @@ def encoded_chunks(devices: list[str], count: int) -> dict[str, list[bytes]]:
 
 async def device_load(session, url: str, device: str, token: str, chunks: list[bytes], period_s: float,
                       stop_at: float, results: list) -> None:
-    """One device: an upload every `period_s` (on schedule, not after the last answer) and one
-    long-poll at a time, until `stop_at` or its chunks run out."""
+    """One device: an upload every `period_s`, one at a time (late when the last answer was),
+    and one long-poll at a time, until `stop_at` or its chunks run out."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}"}
@@ -108,15 +110,13 @@ async def device_load(session, url: str, device: str, token: str, chunks: list[b
                 await asyncio.sleep(1.0)
 
     poller = asyncio.create_task(poll())
-    uploads = []
     start = time.perf_counter()
     for k, data in enumerate(chunks):
         due = start + k * period_s
         if due >= stop_at:
             break
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        uploads.append(asyncio.create_task(upload(data)))
-    await asyncio.gather(*uploads)
+        await upload(data)  # one upload in flight, as the device client's uploader: a slow answer delays the next
     poller.cancel()
     await asyncio.gather(poller, return_exceptions=True)
 
@@ -161,12 +161,17 @@ def one_replica_count(args: argparse.Namespace, replicas: int, chunks: dict[str,
     finally:
         stop()
     latencies = [seconds for _, seconds, status in results if status == 200]
+    first = min((began for began, _, _ in results), default=0.0)
+    steady = [seconds for began, seconds, status in results if status == 200 and began - first >= wall_s / 2]
     statuses = [status for _, _, status in results]
     return {"replicas": replicas, "devices": len(tokens), "offered_chunks_per_s": len(tokens) / args.period,
             "uploads": len(results), "chunks_per_s": len(latencies) / wall_s,
             "p50_upload_s": float(np.percentile(latencies, 50)) if latencies else None,
             "p99_upload_s": float(np.percentile(latencies, 99)) if latencies else None,
-            "errors": sum(1 for s in statuses if s != 200), "rate_limited": statuses.count(429),
+            "p50_steady_s": float(np.percentile(steady, 50)) if steady else None,
+            "p99_steady_s": float(np.percentile(steady, 99)) if steady else None,
+            "errors": sum(1 for s in statuses if s != 200), "statuses": {str(s): statuses.count(s) for s in set(statuses)},
+            "rate_limited": statuses.count(429),
             "failed_requests": statuses.count(0), "wall_s": wall_s}
 
 
@@ -178,15 +183,21 @@ def plot(rows: list[dict], path: Path) -> None:
     held.set_ylabel("chunks/s answered")
     held.legend()
     x = np.arange(len(rows))
-    latency.bar(x - 0.2, [r["p50_upload_s"] or 0 for r in rows], 0.4, label="p50")
-    latency.bar(x + 0.2, [r["p99_upload_s"] or 0 for r in rows], 0.4, label="p99")
+    for offset, key, label in ((-0.3, "p50_steady_s", "p50 steady"), (-0.1, "p99_steady_s", "p99 steady"),
+                               (0.1, "p50_upload_s", "p50 all"), (0.3, "p99_upload_s", "p99 all")):
+        latency.bar(x + offset, [r[key] or 0 for r in rows], 0.2, label=label)
     latency.set_xticks(x, labels)
     latency.set_ylabel("upload latency (s)")
+    latency.set_yscale("log")
     latency.legend()
     fig.suptitle(f"Ingress under {rows[0]['devices']} devices")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, args.out / "ingress_load.png")
     for r in rows:
         print(f"{r['replicas']} replica(s): {r['chunks_per_s']:.1f} chunks/s of {r['offered_chunks_per_s']:.1f} offered, "
-              f"p50 {r['p50_upload_s']} s, p99 {r['p99_upload_s']} s, {r['errors']} errors "
+              f"p50/p99 {_ms(r['p50_upload_s'])}/{_ms(r['p99_upload_s'])} ms "
+              f"(steady {_ms(r['p50_steady_s'])}/{_ms(r['p99_steady_s'])} ms), {r['errors']} errors "
               f"({r['rate_limited']} rate-limited, {r['failed_requests']} failed)", flush=True)
     return 0
 

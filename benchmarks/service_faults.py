@@ -16,8 +16,9 @@ replicas by default) on a loopback Ray cluster started here; the devices are
 
 Per event: the streams affected (those on the killed host, those moved, or, for an ingress
 or directory fault, those whose device had to retry a request in the next 30 s), the worst
-seconds from the fault until an affected device applied its next update (`resumed_s`, null
-if one never did), and `updates_lost`: model versions the affected devices had to give up
+seconds from the fault's action being done (`done_s`: a kill at once, an added host once it
+has started and its streams have moved) until an affected device applied its next update
+(`resumed_s`, null if one never did), and `updates_lost`: model versions the affected devices had to give up
 (a device's version falling back, which happens when the service resumed a stream from an
 older packet than the device held and resynchronised it from the pretrained model).
 Writes DIR/summary.json and DIR/service_faults.png.
@@ -217,13 +218,14 @@ def outcomes(fired: list[dict], traces: dict[str, list], applied: dict[str, list
         if affected is None:  # those whose device retried a request soon after
             affected = [sid for sid, trace in traces.items()
                         if _retries_at(trace, start + RETRY_WINDOW_S) > _retries_at(trace, start)]
-        waits = []
+        waits = []  # from when the fault's action was done: adding a host is done once its streams have moved
         for sid in affected:
-            later = [t - began for t in applied.get(sid, []) if t - began > start]
-            waits.append(min(later) - start if later else None)
+            later = [t - began for t in applied.get(sid, []) if t - began > event["fired_s"]]
+            waits.append(min(later) - event["fired_s"] if later else None)
         lost = sum(_versions_given_up(traces[sid], start, until) for sid in affected)
         updated_after = sorted(sid for sid, times in applied.items() if any(t - began > event["fired_s"] for t in times))
-        rows.append({"fault": event["fault"], "at_s": start, "streams_affected": len(affected),
+        rows.append({"fault": event["fault"], "at_s": start, "done_s": event["fired_s"],
+                     "streams_affected": len(affected),
                      "streams": affected,
                      "resumed_s": None if None in waits else round(max(waits, default=0.0), 2),
                      "updates_lost": lost, "streams_updated_after": len(updated_after)})
