@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 matplotlib.use("Agg")
@@ -187,9 +188,11 @@ def plot(rows: list[dict], path: Path) -> None:
                                (0.1, "p50_upload_s", "p50 all"), (0.3, "p99_upload_s", "p99 all")):
         latency.bar(x + offset, [r[key] or 0 for r in rows], 0.2, label=label)
     latency.set_xticks(x, labels)
-    latency.set_ylabel("upload latency (s)")
+    latency.set_ylabel("upload latency (s, log scale)")
     latency.set_yscale("log")
-    latency.legend()
+    for axis in (latency.yaxis.set_major_formatter, latency.yaxis.set_minor_formatter):
+        axis(matplotlib.ticker.FormatStrFormatter("%g"))
+    latency.legend(fontsize=7, loc="upper center", ncol=2, bbox_to_anchor=(0.5, -0.12))
     fig.suptitle(f"Ingress under {rows[0]['devices']} devices")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

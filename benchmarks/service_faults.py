@@ -18,7 +18,7 @@ Per event: the streams affected (those on the killed host, those moved, or, for 
 or directory fault, those whose device had to retry a request in the next 30 s), the worst
 seconds from the fault's action being done (`done_s`: a kill at once, an added host once it
 has started and its streams have moved) until an affected device applied its next update
-(`resumed_s`, null if one never did), and `updates_lost`: model versions the affected devices had to give up
+(`resumed_s`, null if one never did or none was affected), and `updates_lost`: model versions the affected devices had to give up
 (a device's version falling back, which happens when the service resumed a stream from an
 older packet than the device held and resynchronised it from the pretrained model).
 Writes DIR/summary.json and DIR/service_faults.png.
@@ -227,7 +227,7 @@ def outcomes(fired: list[dict], traces: dict[str, list], applied: dict[str, list
         rows.append({"fault": event["fault"], "at_s": start, "done_s": event["fired_s"],
                      "streams_affected": len(affected),
                      "streams": affected,
-                     "resumed_s": None if None in waits else round(max(waits, default=0.0), 2),
+                     "resumed_s": None if None in waits or not waits else round(max(waits), 2),
                      "updates_lost": lost, "streams_updated_after": len(updated_after)})
     return rows
 
@@ -315,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     plot(traces, rows, args.out / "service_faults.png")
     for row in rows:
+        resumed = "-" if row["resumed_s"] is None else f"{row['resumed_s']:.1f} s"
         print(f"{row['fault']:>18} at {row['at_s']:6.1f} s: {row['streams_affected']} streams affected, "
-              f"resumed within {row['resumed_s']} s, {row['updates_lost']} updates lost", flush=True)
+              f"the worst resumed after {resumed}, {row['updates_lost']} updates lost", flush=True)
     print(f"{summary['completed']}/{args.devices} devices completed; hosts at the end: {', '.join(final['hosts'])}; "
           f"wrote {args.out / 'summary.json'}", flush=True)
     return 0 if not failed else 1
