@@ -129,7 +129,7 @@ class StreamDirectory:
     async def unreachable(self, host: str) -> None:
         """An ingress could not reach `host`: check now rather than at the next watch."""
         await self._ready()
-        if host in self.hosts and not await self._alive(host):
+        if host in self.hosts and await self._held(host) is None:
             await self._lost(host)
 
     async def status(self) -> dict:
@@ -207,9 +207,10 @@ class StreamDirectory:
         name = f"{HOST_PREFIX}{max(numbers, default=-1) + 1}"
         r = self.recipe
         # No task retries: a caller that finds the host gone asks the directory where the stream is now.
-        handle = TrainerHost.options(name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=r.num_cpus,
-                                     num_gpus=r.num_gpus, max_task_retries=0).remote(name, [], r.student, r.num_classes, r.config_json,
-                                                                 r.strategy, r.teacher, COORDINATOR_NAME, r.settings)
+        options = {"name": name, "namespace": NAMESPACE, "lifetime": "detached", "num_cpus": r.num_cpus,
+                   "num_gpus": r.num_gpus, "max_task_retries": 0}
+        handle = TrainerHost.options(**options).remote(name, [], r.student, r.num_classes, r.config_json, r.strategy,
+                                                       r.teacher, COORDINATOR_NAME, r.settings)
         waited = r.settings.call_timeout_s * 5  # torch imports are slow on a busy node; an autoscaler, slower
         try:
             await self._call(handle.ready.remote(), waited)
@@ -290,23 +291,14 @@ class StreamDirectory:
                 log.error("directory: watching the pool failed: %s: %s", type(exc).__name__, exc)
 
     async def _held(self, host: str) -> int | None:
-        """Streams open on `host`; None when it is dead for good, -1 when it does not answer now."""
+        """Streams open on `host`; None when it is dead for good, -1 when it does not answer now
+        (restarting, or busy)."""
         try:
             return len(await self._call(self.hosts[host].held_streams.remote(), PING_TIMEOUT_S))
         except ActorDiedError:
             return None
         except (RayError, GetTimeoutError):
             return -1
-
-    async def _alive(self, host: str) -> bool:
-        """False only for a host that is dead for good; one that is restarting counts as alive."""
-        try:
-            await self._call(self.hosts[host].ready.remote(), PING_TIMEOUT_S)
-            return True
-        except ActorDiedError:
-            return False
-        except (RayError, GetTimeoutError):
-            return True
 
     @staticmethod
     async def _call(ref, timeout_s: float):

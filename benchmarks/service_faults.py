@@ -32,7 +32,6 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -44,29 +43,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.loopback import use_loopback_only  # noqa: E402
 from ams_ray.config import AmsConfig  # noqa: E402
+from ams_ray.fleet.faults import SERVICE_KINDS, Fault  # noqa: E402
 
-FAULTS = ("kill-host", "add-host", "kill-ingress", "restart-directory")
 RETRY_WINDOW_S = 30.0  # an ingress or directory fault affects the devices that retried within this
 SAMPLE_EVERY_S = 0.25
 
 
-@dataclass(frozen=True)
-class Fault:
-    kind: str
-    at_s: float
-
-    @classmethod
-    def parse(cls, text: str) -> "Fault":
-        kind, _, at = text.partition("@")
-        if kind not in FAULTS or not at:
-            raise argparse.ArgumentTypeError(f"a fault is KIND@SECONDS with KIND one of {', '.join(FAULTS)}: {text!r}")
-        return cls(kind, float(at))
+def parse_fault(text: str) -> Fault:
+    try:
+        return Fault.parse(text, SERVICE_KINDS)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--devices", type=int, default=6)
-    p.add_argument("--fault", type=Fault.parse, action="append", default=[], help="KIND@SECONDS; repeatable")
+    p.add_argument("--fault", type=parse_fault, action="append", default=[],
+                   help=f"KIND@SECONDS, KIND one of {', '.join(SERVICE_KINDS)}; repeatable")
     p.add_argument("--hosts", default="2", help="the pool the service starts with (N or MIN..MAX)")
     p.add_argument("--ingress-replicas", default="2")
     p.add_argument("--duration", type=float, default=150.0, help="video seconds each device plays")
@@ -110,6 +104,7 @@ def fire(fault: Fault) -> list[str] | None:
     from actors.stream_directory import DIRECTORY_NAME, NAMESPACE
     from ams_ray.service.stream_placement import moves
     from serve.app import APP_NAME
+    from serve.replicas import replica_names
 
     before = directory_status()
     streams = {sid: s["host"] for sid, s in before["streams"].items()}
@@ -122,9 +117,8 @@ def fire(fault: Fault) -> list[str] | None:
         added = ray.get(directory.add_host.remote(), timeout=900)
         return sorted(moves(streams, before["hosts"], before["hosts"] + [added]))
     if fault.kind == "kill-ingress":
-        prefix = f"SERVE_REPLICA::{APP_NAME}#DeviceIngress#"
-        replica = next(a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix))
-        ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+        name, namespace = replica_names(APP_NAME, "DeviceIngress")[0]
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
         return None
     ray.kill(ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE), no_restart=False)
     return None

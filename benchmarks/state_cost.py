@@ -27,7 +27,6 @@ import argparse
 import io
 import json
 import shutil
-import statistics
 import sys
 import time
 import tracemalloc

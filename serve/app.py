@@ -42,11 +42,11 @@ def build_app(args: dict):
 
     settings = ServiceSettings(**{**args, "state_url": expand_local(args.get("state_url") or
                                                                      ServiceSettings().state_url)})
-    teachers = settings.scale("teacher_replicas")
+    teachers = settings.teacher_replicas
     teacher = teacher_app(settings.teacher, replicas=teachers.low, max_replicas=None if teachers.fixed else teachers.high,
                           max_batch_size=settings.teacher_batch, num_cpus=settings.teacher_cpus,
                           num_gpus=settings.teacher_gpus)
-    ingress = settings.scale("ingress_replicas")
+    ingress = settings.ingress_replicas
     scaling = ({"num_replicas": ingress.low} if ingress.fixed else
                {"autoscaling_config": {"min_replicas": ingress.low, "max_replicas": ingress.high,
                                        "target_ongoing_requests": INGRESS_TARGET_ONGOING}})
@@ -125,13 +125,22 @@ def drain() -> int:
     """Let every stream go cleanly (see the module's docstring); returns the streams released."""
     import ray
 
+    directory = _directory()
+    if directory is None:
+        return 0  # no device ever came: nothing to drain
+    return ray.get(directory.drain.remote(), timeout=DRAIN_TIMEOUT_S)
+
+
+def _directory():
+    """The service's stream directory, or None: the first device call starts it."""
+    import ray
+
     from actors.stream_directory import DIRECTORY_NAME, NAMESPACE
 
     try:
-        directory = ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE)
+        return ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE)
     except ValueError:
-        return 0  # no device ever came: nothing to drain
-    return ray.get(directory.drain.remote(), timeout=DRAIN_TIMEOUT_S)
+        return None
 
 
 def stop() -> None:
@@ -141,17 +150,12 @@ def stop() -> None:
     import ray
     from ray import serve
 
-    from actors.stream_directory import DIRECTORY_NAME, NAMESPACE
-
     if not ray.is_initialized():
         return
     try:
         if APP_NAME in serve.status().applications:
             serve.delete(APP_NAME)
-        try:
-            directory = ray.get_actor(DIRECTORY_NAME, namespace=NAMESPACE)
-        except ValueError:
-            directory = None
+        directory = _directory()
         if directory is not None:
             ray.get(directory.shutdown.remote(), timeout=60)
             ray.kill(directory, no_restart=True)

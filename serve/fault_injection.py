@@ -7,17 +7,15 @@ import logging
 import ray
 
 from ams_ray.fleet.faults import Fault
-from serve.teacher import APP_NAME
+from serve.replicas import replica_names
+from serve.teacher import APP_NAME, DEPLOYMENT_NAME
 
 log = logging.getLogger(__name__)
-SERVE_NAMESPACE = "serve"
 
 
-def teacher_replicas() -> list[str]:
-    """Actor names of the teacher app's live replicas (Serve names them SERVE_REPLICA::APP#...)."""
-    names = ray.util.list_named_actors(all_namespaces=True)
-    return sorted(n["name"] for n in names
-                  if n["namespace"] == SERVE_NAMESPACE and n["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#"))
+def teacher_replicas() -> list[tuple[str, str]]:
+    """(actor name, namespace) of the teacher deployment's live replicas."""
+    return replica_names(APP_NAME, DEPLOYMENT_NAME)
 
 
 def inject(fault: Fault, edges: dict, trainers: dict) -> None:
@@ -27,7 +25,8 @@ def inject(fault: Fault, edges: dict, trainers: dict) -> None:
         replicas = teacher_replicas()
         if not replicas:
             raise RuntimeError("kill-teacher: the teacher deployment has no live replica to kill")
-        ray.kill(ray.get_actor(replicas[0], namespace=SERVE_NAMESPACE), no_restart=True)
+        name, namespace = replicas[0]
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
     else:
         handles = trainers if fault.kind == "kill-trainer" else edges
         if fault.stream not in handles:

@@ -38,6 +38,7 @@ from ams_ray.service.settings import ServiceSettings
 from ams_ray.service.stream_lease import LeaseLost
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.service.untrusted_chunks import ChunkLimits, ChunkRejected, IsolatedDecoder, parse_envelope
+from serve.replicas import replica_names
 
 log = logging.getLogger(__name__)
 API_VERSION = "v1"
@@ -68,7 +69,7 @@ class DeviceIngress:
         self.teacher, self.settings, self.student, self.directory = teacher, settings, student, directory
         self.profile = AmsConfig.for_profile(settings.profile)
         self.tokens = TokenCheck(DeviceRegistry(settings.state_url))
-        share = settings.scale("ingress_replicas").high  # each replica enforces its share of a device's budget
+        share = settings.ingress_replicas.high  # each replica enforces its share of a device's budget
         self.limiter = RateLimiter(settings.requests_per_s / share, max(1, settings.request_burst // share))
         self.decoder = IsolatedDecoder(ChunkLimits(self.profile.video.height, self.profile.video.width,
                                                    settings.max_chunk_frames, settings.max_body_bytes))
@@ -215,7 +216,7 @@ class DeviceIngress:
         if self.directory is None:
             async with self._starting:
                 if self.directory is None:
-                    self.directory = find_directory(await self._recipe(), self.settings.scale("hosts"),
+                    self.directory = find_directory(await self._recipe(), self.settings.hosts,
                                                     self.settings.streams_per_host)
         self.placements[stream_id] = await self._call(self.directory.locate.remote(stream_id))
         return self.placements[stream_id]
@@ -228,12 +229,9 @@ class DeviceIngress:
 
     @staticmethod
     def _replicas() -> int:
-        """Live replicas of this deployment (Serve names each SERVE_REPLICA::APP#DEPLOYMENT#ID)."""
-        import ray
-
+        """Live replicas of this deployment."""
         context = serve.get_replica_context()
-        prefix = f"SERVE_REPLICA::{context.app_name}#{context.deployment}#"
-        return sum(1 for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix))
+        return len(replica_names(context.app_name, context.deployment))
 
     async def _call(self, ref, extra_s: float = 0.0):
         """A trainer call bounded by the service's timeout; an unreachable host is a 503 to retry."""

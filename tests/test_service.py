@@ -284,7 +284,7 @@ def test_the_kuberay_manifest_deploys_the_same_app_sized_for_a_cluster():
     assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayService")
     (app,) = ServeDeploySchema.model_validate(yaml.safe_load(manifest["spec"]["serveConfigV2"])).applications
     settings = ServiceSettings(**app.args)
-    assert app.import_path == "serve.app:build_app" and not settings.scale("hosts").fixed
+    assert app.import_path == "serve.app:build_app" and not settings.hosts.fixed
     check_state_reachable(settings.state_url, nodes=5, shared=False)
     assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__
 

@@ -6,7 +6,7 @@ from ams_ray.service.settings import ServiceSettings, check_state_reachable
 
 def test_scales_are_checked_when_the_settings_are_made():
     settings = ServiceSettings(hosts="2..6", ingress_replicas=2)
-    assert settings.scale("hosts") == ScaleRange(2, 6) and settings.scale("ingress_replicas") == ScaleRange(2, 2)
+    assert settings.hosts == ScaleRange(2, 6) and settings.ingress_replicas == ScaleRange(2, 2)
     with pytest.raises(ValueError, match="hosts is N or MIN..MAX"):
         ServiceSettings(hosts="lots")
 

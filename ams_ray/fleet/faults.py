@@ -16,7 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("kill-trainer", "kill-edge", "kill-teacher")
+KINDS = {"kill-trainer": True, "kill-edge": True, "kill-teacher": False}  # kind -> takes a :STREAM
+# The long-running service's faults (`benchmarks/service_faults.py`), on its processes, not a stream's:
+SERVICE_KINDS = {"kill-host": False, "add-host": False, "kill-ingress": False, "restart-directory": False}
 _SPEC = re.compile(r"^(?P<kind>[a-z-]+)(?::(?P<stream>[^@]+))?@(?P<at>[0-9.]+)$")
 
 
@@ -27,12 +29,14 @@ class Fault:
     stream: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Fault":
+    def parse(cls, text: str, kinds: dict[str, bool] = KINDS) -> "Fault":
+        """`KIND[:STREAM]@S`, with KIND one of `kinds` (KINDS: a fleet run's; SERVICE_KINDS)."""
         match = _SPEC.match(text.strip())
-        if not match or match["kind"] not in KINDS:
-            raise ValueError(f"bad fault {text!r}: use kill-trainer:STREAM@S, kill-edge:STREAM@S or kill-teacher@S")
+        if not match or match["kind"] not in kinds:
+            forms = " or ".join(f"{k}{':STREAM' if streamed else ''}@S" for k, streamed in kinds.items())
+            raise ValueError(f"bad fault {text!r}: use {forms}")
         kind, stream = match["kind"], match["stream"]
-        if (kind == "kill-teacher") != (stream is None):
+        if kinds[kind] != (stream is not None):
             raise ValueError(f"bad fault {text!r}: {kind} " + ("takes no stream" if stream else "needs :STREAM"))
         return cls(kind, float(match["at"]), stream)
 

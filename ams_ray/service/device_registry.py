@@ -96,10 +96,12 @@ class DeviceRegistry:
 
     def _read(self) -> tuple[int, dict[str, RegisteredDevice]]:
         """(generation, devices) as stored now."""
-        if not self.fs.exists(self.path):
+        try:
+            data = self.fs.cat_file(self.path)  # one request, also where a missing file is the answer
+        except FileNotFoundError:
             return 0, {}
         try:
-            document = json.loads(self.fs.cat_file(self.path))
+            document = json.loads(data)
             return int(document.get("generation", 0)), {d["device_id"]: RegisteredDevice(**d)
                                                         for d in document["devices"]}
         except (ValueError, KeyError, TypeError) as exc:

@@ -30,13 +30,13 @@ class ServiceSettings(BaseModel):
     student: str = "tiny"
     strategy: str = "ams_gg10"
     profile: str = "cpu"
-    hosts: str = Field("2", description="trainer host processes, N or MIN..MAX (the pool grows past "
+    hosts: ScaleRange = Field(ScaleRange(2, 2), description="trainer host processes, N or MIN..MAX (the pool grows past "
                        "streams_per_host open streams per host and shrinks when they close)")
     streams_per_host: int = Field(16, ge=1, description="open streams per host above which the pool grows")
     cpus_per_trainer: float = Field(0.4, gt=0)
     trainer_gpus: float = Field(0.0, ge=0, description="GPU share of each trainer host (it trains on CUDA when > 0)")
-    ingress_replicas: str = Field("1", description="HTTP ingress replicas, N or MIN..MAX (Serve autoscaling)")
-    teacher_replicas: str = Field("1", description="teacher replicas, N or MIN..MAX (Serve autoscaling)")
+    ingress_replicas: ScaleRange = Field(ScaleRange(1, 1), description="HTTP ingress replicas, N or MIN..MAX (Serve autoscaling)")
+    teacher_replicas: ScaleRange = Field(ScaleRange(1, 1), description="teacher replicas, N or MIN..MAX (Serve autoscaling)")
     teacher_cpus: float = Field(0.5, gt=0)
     teacher_gpus: float = Field(0.0, ge=0, description="GPU share of each teacher replica (it labels on CUDA when > 0)")
     shared_state: bool = Field(False, description="the operator vouches that a local state directory is mounted on "
@@ -62,12 +62,9 @@ class ServiceSettings(BaseModel):
 
     @field_validator("hosts", "ingress_replicas", "teacher_replicas", mode="before")
     @classmethod
-    def _is_a_scale(cls, text: str | int, info) -> str:
-        ScaleRange.parse(text, info.field_name)
-        return str(text)
-
-    def scale(self, field: str) -> ScaleRange:
-        return ScaleRange.parse(getattr(self, field), field)
+    def _is_a_scale(cls, value: ScaleRange | str | int, info) -> ScaleRange:
+        """`3` or `"2..8"` (flags, YAML) -> ScaleRange, refused with the syntax otherwise."""
+        return value if isinstance(value, ScaleRange) else ScaleRange.parse(value, info.field_name)
 
     @property
     def checkpoint_url(self) -> str:
