@@ -48,9 +48,10 @@ class Coordinator:
             self._wake(holder, False)  # a replaced process's pending request ends now
         self._grant(self.book.register(holder, accelerator, slots, incarnation, time.monotonic()))
 
-    async def acquire(self, holder: str, incarnation: str) -> bool:
-        """True once the holder has a turn; False if this process has been replaced."""
-        granted = self.book.request(holder, incarnation, time.monotonic())
+    async def acquire(self, holder: str, incarnation: str, priority: float = 0.0) -> bool:
+        """True once the holder has a turn; False if this process has been replaced. `priority`:
+        what its best waiting round is worth (the `gain` scheduler grants the highest first)."""
+        granted = self.book.request(holder, incarnation, time.monotonic(), priority)
         if granted is not False:
             return bool(granted)
         future = asyncio.get_running_loop().create_future()

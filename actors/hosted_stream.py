@@ -27,6 +27,7 @@ from ams_ray.config import AmsConfig
 from ams_ray.learn.distill import OnlineDistiller, RoundResult
 from ams_ray.learn.session import LabellingFailed, StreamSession
 from ams_ray.learn.strategies import STRATEGIES
+from ams_ray.learn.training_value import TrainingValue
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.models.students import build_student
 from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
@@ -71,7 +72,11 @@ class HostedStream:
         self.max_backlog = 0
         self.label_wait_s: list[float] = []  # per labelled chunk: from entering the backlog to its labels
         self.rate_cuts = 0  # uploads answered with a rate lowered for the backlog
-        self.metrics = TrainerMetrics(stream_id, lambda: len(self.backlog))
+        self.value = TrainingValue()  # what a round is worth to this stream (the gain scheduler reads it)
+        self.priority = 0.0  # what the scheduler ranked its newest due round by
+        self.newest_video_s = 0.0  # video time of the newest chunk uploaded: the stream's "now"
+        self.metrics = TrainerMetrics(stream_id, lambda: len(self.backlog), lambda: self.value.expected_gain,
+                                      lambda: self.priority)
         self.teacher_batches: list[int] = []
         self.teacher_seconds = 0.0  # this stream's share of the teacher's batch time
         self.labelled_wall: list[float] = []
@@ -79,6 +84,7 @@ class HostedStream:
         self.train_cpu_seconds = 0.0
         self.outbox = PacketOutbox()
         self.rounds_in_flight = 0
+        self.deferred_rounds: dict[str, int] = {}  # due rounds the scheduler did not train, by reason
         self.last_activity = time.monotonic()
         self.resumed_from = self._resume()
         for chunk in self.journal.waiting:  # accepted before a restart, never labelled: labelled now
@@ -143,6 +149,7 @@ class HostedStream:
             self.metrics.errors.count("replayed_chunk")
             return "replayed"
         self.submitted = chunk.sequence
+        self.newest_video_s = max(self.newest_video_s, chunk.times_s[-1] if chunk.times_s else 0.0)
         kept = self.backlog_policy.accepts(len(self.backlog))
         self.backlog.append((chunk, kept, time.time()))
         self.max_backlog = max(self.max_backlog, len(self.backlog))
@@ -174,10 +181,10 @@ class HostedStream:
         with self._counting_problems():
             return self.session.unlabelled(chunk, LabellingFailed(reason))
 
-    def record(self, chunk: SampleChunk, frames: np.ndarray, results: list, submitted_wall: float) -> None:
+    def record(self, chunk: SampleChunk, frames: np.ndarray, results: list, submitted_wall: float) -> np.ndarray:
         """Store the teacher's replies ((labels, batch, seconds) per frame) and hand the chunk
-        to the writer thread for the log. `submitted_wall`: when the chunk entered the backlog
-        (its labels' wait is counted)."""
+        to the writer thread for the log; returns the labels. `submitted_wall`: when the chunk
+        entered the backlog (its labels' wait is counted)."""
         self.teacher_batches += [batch for _, batch, _ in results]
         self.teacher_seconds += sum(seconds / batch for _, batch, seconds in results)
         self.labelled_wall.append(time.time())
@@ -185,6 +192,12 @@ class HostedStream:
         labels = np.stack([labels for labels, _, _ in results])
         self.session.record(chunk, frames, labels)
         self.writer.submit(self._durably, self.journal.write_labels, chunk.sequence, labels)
+        return labels
+
+    def measure(self, frames: np.ndarray, labels: np.ndarray) -> None:
+        """How far the device's model is from the teacher on the newest chunk (off the event
+        loop: a forward pass); between this stream's rounds, as its worker runs both."""
+        self.value.observe(self.distiller.agreement(frames, labels), self.session.last_phi)
 
     @contextmanager
     def _counting_problems(self) -> Iterator[None]:
@@ -202,6 +215,8 @@ class HostedStream:
         """A round trained for this stream (`seconds`, `cpu_seconds`: its share of the training
         thread's wall and CPU time)."""
         self.session.trained(now_s, result)
+        self.value.trained(now_s, seconds, self.newest_video_s)
+        self.metrics.granted.inc()
         if result.packet is not None:
             self.journal.packet_made(result.packet, self.session.progress(), self.distiller.mirror_arrays)
         self.train_seconds += seconds
@@ -211,6 +226,12 @@ class HostedStream:
         if result.skipped:
             self.metrics.errors.count("skipped_round")
         return result
+
+    def deferred(self, reason: str) -> None:
+        """The scheduler let a due round go untrained (`ams_ray.service.round_policy`): "stepped_aside"
+        (still waiting when the next chunk came) or "hibernating" (the model agrees with the teacher)."""
+        self.deferred_rounds[reason] = self.deferred_rounds.get(reason, 0) + 1
+        self.metrics.deferred.inc(tags={"reason": reason})
 
     # ------------------------------------------------------------------ the outbox
     async def post(self, sequence: int, packet: bytes, due_chunk: int) -> None:
@@ -308,5 +329,7 @@ class HostedStream:
                 "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
                 "teacher_batches": self.teacher_batches, "teacher_seconds": self.teacher_seconds,
                 "labelled_wall": self.labelled_wall, "checkpoint": self.checkpoint,
-                "resumed_from_packet": self.resumed_from}
+                "resumed_from_packet": self.resumed_from, "deferred_rounds": self.deferred_rounds,
+                "longest_round_wait_video_s": self.value.longest_wait_s, "agreement": self.value.agreement,
+                "expected_gain": self.value.expected_gain}
 

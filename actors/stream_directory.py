@@ -179,7 +179,7 @@ class StreamDirectory:
         keep watching it."""
         if self.fixed:
             return
-        start_coordinator(COORDINATOR_NAME, "round_robin", self.recipe.settings.call_timeout_s)
+        start_coordinator(COORDINATOR_NAME, self.recipe.settings.scheduler, self.recipe.settings.call_timeout_s)
         await self._adopt()
         while len(self.hosts) < self.sizer.scale.low:
             await self._start_host()

@@ -114,15 +114,21 @@ class TrainerMetrics:
     """What the server spends on one stream: training time, waits for the device, its labelling
     backlog, chunk problems."""
 
-    def __init__(self, stream_id: str, backlog: Callable[[], int]) -> None:
-        """`backlog()` is sampled every second (it moves with every chunk)."""
+    def __init__(self, stream_id: str, backlog: Callable[[], int], expected_gain: Callable[[], float],
+                 priority: Callable[[], float]) -> None:
+        """`backlog()`, `expected_gain()` and `priority()` are sampled every second (gauges that
+        only change with events would otherwise stop being exported)."""
         self.training = make("ams_stream_training_duration_seconds", stream=stream_id)
         self.turn_wait = make("ams_stream_turn_wait_seconds", stream=stream_id)
         self.backlog = make("ams_stream_label_backlog_chunks", stream=stream_id)
         self.log_bytes = make("ams_stream_log_bytes_total", stream=stream_id)
+        self.granted = make("ams_stream_rounds_granted_total", stream=stream_id)
+        self.deferred = make("ams_stream_rounds_deferred_total", stream=stream_id)
         self.errors = ErrorCounter("trainer")
         self.live = LiveGauges()
         self.live.track("backlog", self.backlog, backlog)
+        self.live.track("expected_gain", make("ams_stream_expected_gain_points", stream=stream_id), expected_gain)
+        self.live.track("priority", make("ams_stream_round_priority", stream=stream_id), priority)
 
 
 class TeacherMetrics:

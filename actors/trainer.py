@@ -4,9 +4,11 @@ The data path, the same for Ray devices and HTTP devices (through `serve/ingress
 `submit_chunk` puts a chunk in its stream's backlog and answers at once with the sampling
 rate -> the stream's worker labels it with the shared Teacher deployment (training frames
 go before scoring frames there; awaited, so the host keeps serving its other streams) ->
-window, ASR, ATR -> if a round is due, it joins the host's round queue. One training thread
-takes rounds from that queue, each under a training turn from the coordinator: one at a
-time, or (`fused`) every round that fell due together as one batched step
+window, ASR, ATR -> if a round is due, it joins the host's round queue, ranked by the
+scheduler's policy (`ams_ray.service.round_policy`: fifo, round_robin or gain, which may
+also let a round step aside or a stream hibernate). One training thread takes the best
+round from that queue, each under a training turn from the coordinator asked for with that
+round's priority: one at a time, or (`fused`) every waiting round as one batched step
 (`ams_ray.learn.fused_training`). A packet goes to the stream's outbox, where the device's
 long-poll (`next_packet`) takes it; nothing of the downlink waits for the next upload.
 
@@ -20,6 +22,7 @@ reruns this constructor) resumes all of them from it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -35,6 +38,7 @@ from actors.teacher_client import label_with_retry
 from actors.telemetry import ErrorCounter
 from ams_ray.fleet.process_memory import own_memory_mb, return_free_heap
 from ams_ray.models.student_spec import StudentSpec
+from ams_ray.service.round_policy import RoundClaim, RoundQueue, make_round_policy
 from ams_ray.service.stream_lease import LeaseLost
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.wire.messages import SampleChunk
@@ -86,9 +90,15 @@ class TrainerHost(DeviceStreams):
         self._fresh_distiller = lambda: OnlineDistiller(build_student(student, num_classes), config.training,
                                                         STRATEGIES[strategy].strategy)
         self.height, self.width = config.video.height, config.video.width
+        self.period_s = config.training.period_s
         self.teacher, self.coordinator = teacher_handle, find_coordinator(coordinator)  # by name: see start_coordinator
         self.training_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-train")
-        self.due: asyncio.Queue | None = None  # made on the actor's event loop, at the first round
+        self.scoring_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-agreement")
+        self.round_policy = make_round_policy(settings.scheduler, config.training.period_s,
+                                              settings.fairness_floor_periods, settings.hibernate_agreement)
+        self.due: RoundQueue[DueRound] = RoundQueue(self.round_policy)
+        self.due_changed: asyncio.Event | None = None  # made on the actor's event loop, at the first round
+        self.arrivals = itertools.count()  # the order rounds join the queue in
         self.fused_steps: list[int] = []  # rounds per training step
         self.errors = ErrorCounter("trainer")
         self.incarnation = uuid.uuid4().hex
@@ -133,6 +143,8 @@ class TrainerHost(DeviceStreams):
         async with stream.in_sequence(chunk.sequence):
             outcome = stream.submit(chunk)
             logged = stream.log_accepted(chunk) if outcome == "accepted" else None
+        if outcome == "accepted":
+            self._step_aside(stream)
         if logged is not None:
             await asyncio.wrap_future(logged)  # "accepted" means in the stream's log: it survives a crash
             if stream.fenced:
@@ -140,6 +152,13 @@ class TrainerHost(DeviceStreams):
                                 "was logged here; upload it again")
         self._ensure_worker(stream)
         return outcome, stream.rate_to_tell()
+
+    def _step_aside(self, stream) -> None:
+        """A newer chunk came for a stream whose round still waits: under a deferring policy the
+        round steps aside, and the stream asks again with that chunk."""
+        waiting = self.due.step_aside(stream.stream_id)
+        if waiting is not None and not waiting.reply.done():
+            waiting.reply.set_result(None)
 
     def _ensure_worker(self, stream) -> None:
         """Start the stream's worker when chunks wait and none runs (also for chunks a restart
@@ -195,7 +214,9 @@ class TrainerHost(DeviceStreams):
             stream.unlabelled(chunk, f"{len(failures)} of {len(requests)} frames unlabelled after a retry: "
                                      f"{type(failures[0]).__name__}: {str(failures[0]).splitlines()[0][:200]}")
             return None
-        stream.record(chunk, frames, results, submitted_wall)
+        labels = stream.record(chunk, frames, results, submitted_wall)
+        if self.round_policy.measures_agreement:
+            await asyncio.get_running_loop().run_in_executor(self.scoring_thread, stream.measure, frames, labels)
         await self._checkpoint_if_due(stream, chunk.last_packet, chunk.model_version)
         now_s = chunk.times_s[-1]
         return now_s if stream.session.due(now_s) else None
@@ -204,7 +225,15 @@ class TrainerHost(DeviceStreams):
         stream.rounds_in_flight += 1
         try:
             stream.resync_if_superseded()  # no round of this stream is in flight: the worker is its only trainer
+            if self.round_policy.hibernates(stream.value):
+                stream.value.rested()
+                stream.deferred("hibernating")
+                return
+            stream.value.asked(now_s)
             result = await self._queue_round(stream, now_s)
+            if result is None:
+                stream.deferred("stepped_aside")
+                return
             if result.packet is not None:
                 await stream.post(stream.distiller.sequence, result.packet, due_chunk)
         except Exception as exc:  # noqa: BLE001 - the stream goes on; its next round may succeed
@@ -220,24 +249,23 @@ class TrainerHost(DeviceStreams):
 
     # ------------------------------------------------------------------ rounds
     async def _queue_round(self, stream, now_s: float):
+        """The round's result once trained, or None if it stepped aside for a newer chunk."""
         loop = asyncio.get_running_loop()
-        if self.due is None:
-            self.due = asyncio.Queue()
+        if self.due_changed is None:
+            self.due_changed = asyncio.Event()
             loop.create_task(self._train_due_rounds())
         round_ = DueRound(stream, now_s, time.time(), loop.create_future())
-        await self.due.put(round_)
+        claim = RoundClaim.of(stream.stream_id, next(self.arrivals), stream.value, now_s)
+        stream.priority = self.round_policy.priority(claim)
+        self.due.push(claim, round_)
+        self.due_changed.set()
         return await round_.reply
 
     async def _train_due_rounds(self) -> None:
-        """The host's one training loop: take due rounds, get a turn, train, reply. Fused, the
-        rounds that fell due within `fusion_window_s` (and any queued meanwhile) go together."""
+        """The host's one training loop: wait for a due round, get a turn with the best one's
+        priority, take the best (fused: every waiting round), train, reply."""
         while True:
-            rounds = [await self.due.get()]
-            if self.settings.fused:
-                await asyncio.sleep(self.settings.fusion_window_s)
-                while not self.due.empty():
-                    rounds.append(self.due.get_nowait())
-            granted = await self._acquire_turn()
+            rounds, granted = await self._next_rounds()
             try:
                 results = await asyncio.get_running_loop().run_in_executor(self.training_thread, self._train, rounds)
             except Exception as exc:  # noqa: BLE001 - the error belongs to these rounds' streams
@@ -250,6 +278,24 @@ class TrainerHost(DeviceStreams):
             for r, (result, seconds, cpu_seconds) in zip(rounds, results):
                 r.reply.set_result(r.stream.booked(r.now_s, result, seconds, cpu_seconds,
                                                    time.time() - r.queued - seconds))
+
+    async def _next_rounds(self) -> tuple[list[DueRound], bool]:
+        """The rounds to train next, and whether the coordinator granted a turn for them."""
+        while True:
+            while not len(self.due):
+                self.due_changed.clear()
+                await self.due_changed.wait()
+            if self.settings.fused:
+                await asyncio.sleep(self.settings.fusion_window_s)
+            best = self.due.best()
+            if best is None:
+                continue  # every waiting round stepped aside meanwhile
+            granted = await self._acquire_turn(self.round_policy.priority(best))
+            if len(self.due):
+                picked = self.due.pop_all() if self.settings.fused else [self.due.pop()]
+                return [round_ for _, round_ in picked], granted
+            if granted:  # the rounds stepped aside while the turn came: give it back
+                self.coordinator.release.remote(self.host_id, self.incarnation)
 
     def _train(self, rounds: list[DueRound]) -> list[tuple[object, float, float]]:
         """On the training thread: one step for all `rounds`; each stream is charged its share
@@ -264,16 +310,37 @@ class TrainerHost(DeviceStreams):
         return_free_heap()  # an idle host should not keep its last step's activations
         return [(result, seconds / len(rounds), cpu_seconds / len(rounds)) for result in results]
 
-    async def _acquire_turn(self) -> bool:
+    async def _acquire_turn(self, priority: float) -> bool:
         """Wait for a turn, but never forever: past the timeout the rounds train anyway."""
         try:
-            return bool(await asyncio.wait_for(self.coordinator.acquire.remote(self.host_id, self.incarnation),
-                                               self.settings.call_timeout_s))
+            return bool(await asyncio.wait_for(
+                self.coordinator.acquire.remote(self.host_id, self.incarnation, priority), self.settings.call_timeout_s))
         except (asyncio.TimeoutError, RayError) as exc:
             self.errors.count("turn_timeout")
             log.warning("host %s: no training turn (%s); training without one", self.host_id, type(exc).__name__)
             self.coordinator.release.remote(self.host_id, self.incarnation)
             return False
+
+    async def calibrate(self) -> float:
+        """Seconds one round of this host's student takes here now, on a full window of noise
+        (a round costs the same whatever the pixels): the second of two, the first paying for
+        warm-up. What the run's capacity is planned from, before any stream starts."""
+        return await asyncio.get_running_loop().run_in_executor(self.training_thread, self._timed_rounds)
+
+    def _timed_rounds(self) -> float:
+        import numpy as np
+
+        from ams_ray.learn.window import FrameWindow
+
+        distiller, rng = self._fresh_distiller(), np.random.default_rng(0)
+        window = FrameWindow(self.period_s)
+        frames = rng.integers(0, 256, (8, self.height, self.width, 3), dtype=np.uint8)
+        labels = rng.integers(0, distiller.model.num_classes, (8, self.height, self.width), dtype=np.uint8)
+        window.add(np.linspace(0.0, self.period_s, 8), frames, labels)
+        distiller.train_round(window)
+        began = time.perf_counter()
+        distiller.train_round(window)
+        return time.perf_counter() - began
 
     def cpu_seconds(self) -> float:
         """CPU time of this process so far (every thread), for the server's CPU budget."""

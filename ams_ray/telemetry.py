@@ -65,6 +65,15 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "(iterations + coordinate selection + packet encoding)", STREAM, SECONDS_SLOW),
     MetricSpec("ams_stream_turn_wait_seconds", "histogram", "wall time a due round waited for the scheduler "
                "to grant its device", STREAM, SECONDS_SLOW),
+    MetricSpec("ams_stream_expected_gain_points", "gauge", "mIoU points one more round could still win for the "
+               "stream: its device model's distance to the teacher on the newest chunk, plus scene drift "
+               "(measured under the gain scheduler)", STREAM),
+    MetricSpec("ams_stream_round_priority", "gauge", "what the scheduler ranked the stream's newest due round by "
+               "(gain: expected mIoU points per training second; 1e6 and up: at its fairness floor)", STREAM),
+    MetricSpec("ams_stream_rounds_granted_total", "counter", "due rounds the scheduler let train", STREAM),
+    MetricSpec("ams_stream_rounds_deferred_total", "counter", "due rounds the scheduler let go untrained: "
+               "stepped_aside (still waiting when the stream's next chunk came) or hibernating (its model "
+               "agrees with the teacher)", ("stream", "reason")),
     MetricSpec("ams_stream_label_backlog_chunks", "gauge", "accepted chunks of the stream waiting to be labelled; "
                "above one, the device is told a lower sampling rate", STREAM),
     MetricSpec("ams_stream_log_bytes_total", "counter", "bytes the stream's durable log wrote to the checkpoint "

@@ -3,6 +3,7 @@
     python benchmarks/multi_client.py --clients 32
     python benchmarks/multi_client.py --clients 32 --duration 60 --speed 0.125   # what a 2-core machine sustains
     python benchmarks/multi_client.py --clients 8 --speed 2 --scheduler concurrent --out runs/mc8
+    python benchmarks/multi_client.py --clients 16 --scene-mix static:0.25,slow:0.5,fast:0.25 --scheduler gain
     python benchmarks/multi_client.py --clients 16 --address auto        # join a running cluster
     python benchmarks/multi_client.py --clients 6 --duration 60 --num-cpus 1 \
         --fault kill-trainer:stream-001@22 --fault kill-teacher@35          # inject faults, measure recovery
@@ -36,7 +37,9 @@ from tqdm import tqdm  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
 from ams_ray.fleet.capacity import no_update_reason  # noqa: E402
-from ams_ray.fleet.report import http_figures, machine_memory, stream_rows, summarize, write_report  # noqa: E402
+from ams_ray.fleet.report import (http_figures, machine_memory, scheduling_figures, stream_rows,  # noqa: E402
+                                  summarize, write_report)
+from ams_ray.service.round_policy import SCHEDULERS  # noqa: E402
 
 
 SERVE_PROBE_DEADLINE_ENV, SERVE_PROBE_DEADLINE_S = "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S", "10"
@@ -71,9 +74,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --videos: one label directory per video (in order) that scores it, apart from the teacher")
     p.add_argument("--student", default="tiny")
     p.add_argument("--strategy", default="ams_gg10")
-    p.add_argument("--scheduler", default="round_robin", choices=["concurrent", "round_robin"],
-                   help="round_robin: rounds take turns, one per GPU or per CPU core (default); "
-                        "concurrent: every due round starts at once and they share the device")
+    p.add_argument("--scheduler", default="fifo", choices=SCHEDULERS,
+                   help="which due round trains first, one per GPU or per CPU core at a time: fifo (in the order "
+                        "they fell due; default), round_robin (the stream trained least recently), gain (the round "
+                        "that buys the most mIoU per training second, with a fairness floor); concurrent: every "
+                        "due round starts at once and they share the device")
+    p.add_argument("--fairness-floor", type=float, default=4.0, metavar="PERIODS",
+                   help="gain: no due round waits longer than this many training periods (default %(default)s)")
+    p.add_argument("--hibernate-agreement", type=float, default=90.0, metavar="MIOU",
+                   help="gain: a stream whose model agrees with the teacher this well asks for no round "
+                        "(default %(default)s; above 100: never)")
+    p.add_argument("--scene-mix", default=None, metavar="KIND:SHARE,...",
+                   help="cameras of the embedded default that differ: e.g. static:0.25,slow:0.5,fast:0.25 (static: "
+                        "one scene, slow: a new one every 2-4 min, fast: every 20-40 s; default: all mixed, 30-120 s)")
     p.add_argument("--streams-per-trainer", type=int, default=None,
                    help="streams one trainer process hosts (default: all streams spread over one host per GPU, or "
                         "per CPU core; 1: a process per stream)")
@@ -150,6 +163,8 @@ def main(argv=None) -> int:
     connect(args.address, num_cpus=args.num_cpus, metrics_export_port=args.metrics_port)
     config = FleetConfig(clients=args.clients, duration_s=args.duration, speed=args.speed, teacher=args.teacher,
                          student=args.student, strategy=args.strategy, scheduler=args.scheduler, videos=args.videos,
+                         fairness_floor_periods=args.fairness_floor, hibernate_agreement=args.hibernate_agreement,
+                         scene_mix=args.scene_mix,
                          truth=args.truth,
                          gpus_per_trainer=args.gpus_per_trainer, streams_per_trainer=args.streams_per_trainer,
                          fused=args.fused, lockstep=args.lockstep, teacher_replicas=args.teacher_replicas,
@@ -187,6 +202,10 @@ def main(argv=None) -> int:
     summary["scheduler"] = args.scheduler
     summary["lockstep"] = args.lockstep
     summary["faults"] = fault_outcomes(result.faults, result.edges, result.trainers)
+    summary["scene_mix"] = args.scene_mix
+    summary.update(scheduling_figures(result.edges, result.trainers, result.failed, args.speed,
+                                      AmsConfig.for_profile(config.profile).training.period_s,
+                                      result.calibrated_rounds_per_s))
     write_report(args.out, summary, stream_rows(result.edges, result.trainers, result.failed), result.edges)
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}, indent=2))
     print(f"wrote {args.out}/summary.json, streams.csv, miou_over_time.png, staleness.png")

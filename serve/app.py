@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.request
 
+from ams_ray.service.round_policy import SCHEDULERS
 from ams_ray.service.settings import ServiceSettings, check_state_reachable, expand_local
 
 APP_NAME = "ams-service"
@@ -72,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trainer-gpus", type=float, default=defaults.trainer_gpus, help="GPUs per trainer host")
     p.add_argument("--shared-state", action="store_true",
                    help="the local --state-dir is mounted on every node (otherwise refused on a multi-node cluster)")
+    p.add_argument("--scheduler", default=defaults.scheduler, choices=SCHEDULERS,
+                   help="which due round trains first when the hosts cannot train them all (default %(default)s; "
+                        "gain: the round that buys the most mIoU per second, with a fairness floor)")
     p.add_argument("--idle-retire-s", type=float, default=defaults.idle_retire_s)
     p.add_argument("--requests-per-s", type=float, default=defaults.requests_per_s)
     p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)

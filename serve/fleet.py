@@ -9,6 +9,7 @@ a stream that has not finished by the plan's deadline is reported failed, not wa
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -27,7 +28,7 @@ from actors.stream_directory import StreamDirectory
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
 from ams_ray.data.datasets import read_videos
-from ams_ray.fleet.capacity import RunShape
+from ams_ray.fleet.capacity import RunShape, plan_warnings, rounds_capacity
 from ams_ray.fleet.faults import Fault
 from ams_ray.fleet.placement import PlacementError
 from ams_ray.fleet.plan import FleetConfig, FleetPlan, plan_fleet
@@ -63,7 +64,8 @@ class FleetResult:
     server_cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds over the run: teacher, trainers
     machine_cpu_s: float = 0.0  # busy CPU seconds of the driver's machine over the run (every process on it)
     teacher_load: dict = field(default_factory=dict)  # one replica over the run: asked, served, shed, capacity
-    capacity_warnings: list[str] = field(default_factory=list)  # said while the run went
+    capacity_warnings: list[str] = field(default_factory=list)  # said before and while the run went
+    calibrated_rounds_per_s: float = math.nan  # C: what the hosts trained, all at once, before the streams started
 
 
 @dataclass
@@ -103,12 +105,16 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
     launched = Launched(plan)
     try:
         _launch(config, launched, student, on_setup or log.info)
+        shape = RunShape(len(launched.plan.streams), config.speed, period_s, config.teacher_replicas)
+        capacity = _calibrate(launched, config.ready_timeout_s)
+        early = plan_warnings(shape, capacity, len(plan.hosts), _training_cores(plan))
+        for line in early:
+            (on_warning or log.warning)(line)
         began = time.time()
         cpu_before = _server_cpu(launched, config.call_timeout_s)
         machine_before = _busy_cpu_s()
-        watch = CapacityWatch(launched.teacher, launched.hosts, RunShape(len(launched.plan.streams), config.speed,
-                                                                          period_s, config.teacher_replicas),
-                              config.capacity_check_s, CHECK_TIMEOUT_S, on_warning or log.warning)
+        watch = CapacityWatch(launched.teacher, launched.hosts, shape, config.capacity_check_s, CHECK_TIMEOUT_S,
+                              on_warning or log.warning)
         runs = _start(launched)
         if on_started:
             on_started(dict(launched.edges), dict(launched.trainers))
@@ -124,9 +130,22 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
         return FleetResult(reports, [s for h in hosts for s in h["streams"]], hosts, launched.failed, coordinator,
                            wall, began, launched.setup_s, fired, memory,
                            {k: cpu_after[k] - cpu_before[k] for k in cpu_after if k in cpu_before}, machine,
-                           teacher_load, watch.warnings)
+                           teacher_load, early + watch.warnings, capacity)
     finally:
         _teardown(launched)
+
+
+def _calibrate(launched: Launched, timeout_s: float) -> float:
+    """C, from one round on every host at once (`TrainerHost.calibrate`); NaN if none answered."""
+    seconds, _, _ = _settle({host.calibrate.remote(): hid for hid, host in launched.hosts.items()}, timeout_s)
+    return rounds_capacity(list(seconds.values()))
+
+
+def _training_cores(plan: FleetPlan) -> int:
+    """Cores the CPU-trained hosts share (0 where hosts train on GPUs: one host per GPU is the plan's own rule)."""
+    if "GPU" in plan.trainer:
+        return 0
+    return int(sum(n.get("CPU", 0.0) for n in alive_node_resources() if not n.get("edge")))
 
 
 def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: SetupCallback) -> None:

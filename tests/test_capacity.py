@@ -1,7 +1,7 @@
 """Demand against capacity, and the verdict on a run that helped no device."""
 
-from ams_ray.fleet.capacity import (RunShape, TeacherLoad, TrainerLoad, no_update_reason, teacher_warnings,
-                                    trainer_warnings)
+from ams_ray.fleet.capacity import (RunShape, TeacherLoad, TrainerLoad, no_update_reason, plan_warnings,
+                                    rounds_capacity, teacher_warnings, trainer_warnings)
 
 SHAPE = RunShape(streams=64, speed=0.125, period_s=10.0, teacher_replicas=1)
 
@@ -67,3 +67,15 @@ def test_a_run_where_no_stream_applied_an_update_names_why():
     assert "9 rounds trained, but no packet was applied (9 refused, 0 missed, 4 failed polls)" in no_update_reason(lost)
     assert no_update_reason({**lost, "streams_without_update": 2}) is None
     assert no_update_reason({"completed": 0, "streams_without_update": 0}) is None
+
+
+def test_a_plan_past_the_calibrated_capacity_or_with_more_hosts_than_cores_says_so_up_front():
+    capacity = rounds_capacity([2.0, 2.0, float("nan")])  # two hosts at a round every 2 s; one did not answer
+    assert capacity == 1.0
+    shape = RunShape(streams=40, speed=0.5, period_s=10.0, teacher_replicas=1)  # 2 rounds due per second
+    over, cores = plan_warnings(shape, capacity, hosts=4, cores=2)
+    assert "2.00 rounds due per second" in over and "1.00 rounds/s" in over
+    assert "--speed 0.2" in over and "--clients 16" in over and "--scheduler gain" in over
+    assert "4 training hosts on 2 cores" in cores and "--streams-per-trainer 20" in cores
+    assert plan_warnings(RunShape(10, 0.5, 10.0, 1), capacity, hosts=2, cores=2) == []
+    assert plan_warnings(shape, rounds_capacity([]), hosts=1, cores=0) == [], "nothing calibrated, nothing said"

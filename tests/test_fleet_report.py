@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from ams_ray.fleet.report import machine_memory, mean_teacher_batch, stream_rows, summarize, write_report
+from ams_ray.fleet.report import (machine_memory, mean_teacher_batch, scheduling_figures, stream_rows, summarize,
+                                  write_report)
 
 
 def _edge(sid, miou, base, staleness):
@@ -103,3 +104,27 @@ def test_overload_is_counted_where_a_reader_looks_first():
     assert summary["p95_label_wait_s"] == pytest.approx(28.55)
     assert summary["teacher_capacity_frames_per_s"] == 1.7 and summary["teacher_demand_frames_per_s"] == 4.0
     assert summary["capacity_warnings"] == ["teacher over capacity: ..."]
+
+
+def test_where_training_went_is_reported_with_capacity_the_worst_streams_and_by_scene_kind():
+    edges = [{**_edge(f"s{i}", miou, 60.0, [1.0]), "video": f"synthetic:{i}:60:128x256" + suffix}
+             for i, (miou, suffix) in enumerate([(70.0, ":fast"), (62.0, ":static"), (58.0, ":static"), (66.0, "")])]
+    trainers = [{"stream_id": "s0", "host": "h0", "rounds": 6, "train_seconds": 6.0,
+                 "deferred_rounds": {"stepped_aside": 1}, "longest_round_wait_video_s": 20.0},
+                {"stream_id": "s1", "host": "h0", "rounds": 2, "train_seconds": 2.0,
+                 "deferred_rounds": {"hibernating": 3, "stepped_aside": 2}, "longest_round_wait_video_s": 40.0},
+                {"stream_id": "s2", "host": "h1", "rounds": 2, "train_seconds": 4.0, "deferred_rounds": {},
+                 "longest_round_wait_video_s": 10.0},
+                {"stream_id": "s3", "host": "h1", "rounds": 2, "train_seconds": 4.0}]
+    figures = scheduling_figures(edges, trainers, {}, speed=2.0, period_s=10.0, calibrated_rounds_per_s=1.8)
+    assert figures["capacity_rounds_per_s"] == pytest.approx(1.0 + 0.5), "host h0: 8 rounds in 8 s, h1: 4 in 8 s"
+    assert figures["demand_rounds_per_s"] == pytest.approx(0.8) and figures["load"] == pytest.approx(0.8 / 1.5)
+    assert figures["rounds_deferred"] == {"stepped_aside": 3, "hibernating": 3}
+    assert figures["longest_round_wait_video_s"] == 40.0 and figures["rounds_per_stream"] == 3.0
+    assert figures["p10_miou_gain"] < 0 < figures["mean_miou_gain"], "one stream fell below its pretrained model"
+    assert figures["by_scene"]["static"] == {"streams": 2, "mean_miou_gain": 0.0, "p10_miou_gain": pytest.approx(-1.6),
+                                             "rounds_per_stream": 2.0}
+    assert set(figures["by_scene"]) == {"fast", "static", "mixed"}
+    rows = stream_rows(edges, trainers, {})
+    assert [r["scenes"] for r in rows] == ["fast", "static", "static", "mixed"]
+    assert rows[1]["rounds_deferred"] == 5 and rows[3]["rounds_deferred"] == 0

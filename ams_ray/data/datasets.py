@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ams_ray.data.label_store import LabelArchive, LabelStore
-from ams_ray.data.synthetic import CLASS_NAMES, NUM_CLASSES, SyntheticVideo
+from ams_ray.data.synthetic import CLASS_NAMES, NUM_CLASSES, SCENE_KINDS, SyntheticVideo, scene_range
 from ams_ray.data.video import write_video
 
 SYNTHETIC_FPS = 15.0
@@ -39,27 +39,34 @@ class SyntheticSpec:
     duration_s: float
     height: int
     width: int
+    scenes: str = "mixed"  # how often the camera's scene changes (`SCENE_KINDS`)
+
+    def __post_init__(self) -> None:
+        scene_range(self.scenes)  # refuses an unknown kind here, not where the video is rendered
 
     @property
     def key(self) -> str:
-        return f"synthetic:{self.seed}:{self.duration_s:g}:{self.height}x{self.width}"
+        base = f"synthetic:{self.seed}:{self.duration_s:g}:{self.height}x{self.width}"
+        return base if self.scenes == "mixed" else f"{base}:{self.scenes}"
 
     @classmethod
     def from_key(cls, key: str | None) -> "SyntheticSpec | None":
         """The spec a `key` names, or None for anything that is not a synthetic key."""
         parts = (key or "").split(":")
-        if len(parts) != 4 or parts[0] != "synthetic" or "x" not in parts[3]:
+        if len(parts) not in (4, 5) or parts[0] != "synthetic" or "x" not in parts[3]:
             return None
         height, width = parts[3].split("x")
-        return cls(int(parts[1]), float(parts[2]), int(height), int(width))
+        scenes = parts[4] if len(parts) == 5 else "mixed"
+        return cls(int(parts[1]), float(parts[2]), int(height), int(width), scenes) if scenes in SCENE_KINDS else None
 
     def video(self) -> SyntheticVideo:
         return SyntheticVideo(self.seed, duration_s=self.duration_s, fps=SYNTHETIC_FPS, height=self.height,
-                              width=self.width)
+                              width=self.width, scene_range_s=scene_range(self.scenes))
 
     def materialize(self, cache_dir: Path | None = None, progress: bool = False,
                     labels: bool = True) -> "VideoSource":
-        return materialize_synthetic(self.seed, self.duration_s, self.height, self.width, cache_dir, progress, labels)
+        return materialize_synthetic(self.seed, self.duration_s, self.height, self.width, cache_dir, progress, labels,
+                                     self.scenes)
 
 
 @dataclass(frozen=True)
@@ -100,29 +107,30 @@ class VideoSource:
 
 def materialize_synthetic(
     seed: int, duration_s: float, height: int, width: int, cache_dir: Path | None = None, progress: bool = True,
-    labels: bool = True,
+    labels: bool = True, scenes: str = "mixed",
 ) -> VideoSource:
     """Write (or reuse) `seed`'s video as DIR/video.mp4 with exact labels in DIR/labels/.
 
     `labels=False` writes the video alone: an edge re-renders its labels from the seed when
     it scores (`SyntheticOracle`), and PNG-encoding every frame's labels would add about a
     third to the cold start of a fleet whose edges render their own videos."""
-    root = (cache_dir or default_cache_dir()) / f"synthetic-s{seed}-{duration_s:g}s-{height}x{width}"
+    spec = SyntheticSpec(seed, duration_s, height, width, scenes)
+    kind = "" if scenes == "mixed" else f"-{scenes}"
+    root = (cache_dir or default_cache_dir()) / f"synthetic-s{seed}-{duration_s:g}s-{height}x{width}{kind}"
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.with_name(root.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # many streams may ask for the same video at once
-        return _materialize_locked(root, seed, duration_s, height, width, progress, labels)
+        return _materialize_locked(root, spec, progress, labels)
 
 
-def _materialize_locked(root: Path, seed: int, duration_s: float, height: int, width: int,
-                        progress: bool, labels: bool) -> VideoSource:
+def _materialize_locked(root: Path, spec: SyntheticSpec, progress: bool, labels: bool) -> VideoSource:
+    seed = spec.seed
     video_path = root / "video.mp4"
-    spec = SyntheticSpec(seed, duration_s, height, width)
     if video_path.is_file() and (not labels or (root / "labels" / "meta.json").is_file()):
         return VideoSource(video_path, f"synthetic:{seed}", spec)
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    video = SyntheticVideo(seed, duration_s=duration_s, fps=SYNTHETIC_FPS, height=height, width=width)
+    video = spec.video()
     writer = LabelStore.create(tmp / "labels", NUM_CLASSES, CLASS_NAMES) if labels else None
 
     def frames():

@@ -55,6 +55,21 @@ class Scene:
     objects: list[MovingObject]
 
 
+SCENE_KINDS: dict[str, tuple[float, float] | None] = {
+    "mixed": (30.0, 120.0),  # the default world: a new scene every half minute to two minutes
+    "static": None,  # a fixed camera over one scene for the whole video
+    "slow": (120.0, 240.0),  # a new scene every few minutes
+    "fast": (20.0, 40.0),  # a pan-tilt camera, or a busy one: a new scene every 20-40 s
+}
+
+
+def scene_range(kind: str) -> tuple[float, float] | None:
+    """Seconds between scene changes for a kind of camera (None: the scene never changes)."""
+    if kind not in SCENE_KINDS:
+        raise ValueError(f"unknown scene kind {kind!r}; choose one of {', '.join(SCENE_KINDS)}")
+    return SCENE_KINDS[kind]
+
+
 class SyntheticVideo:
     """A drifting-scene video: `frame(i)` and `labels(i)` are pure functions of (seed, i).
 
@@ -70,8 +85,9 @@ class SyntheticVideo:
         height: int = 128,
         width: int = 256,
         appearance_spread: float = 1.0,
-        scene_range_s: tuple[float, float] = (30.0, 120.0),
+        scene_range_s: tuple[float, float] | None = SCENE_KINDS["mixed"],
     ) -> None:
+        """`scene_range_s`: seconds between scene changes, drawn uniformly; None keeps one scene."""
         if duration_s <= 0 or fps <= 0:
             raise ValueError(f"duration_s and fps must be positive, got {duration_s} and {fps}")
         self.seed, self.duration_s, self.fps = seed, duration_s, fps
@@ -85,8 +101,10 @@ class SyntheticVideo:
         self._sky_fade = 1.0 + 0.25 * (rows / height)  # lighter towards the horizon
 
     # ----------------------------------------------------------------- scenes
-    def _draw_scene_bounds(self, scene_range_s: tuple[float, float]) -> list[float]:
+    def _draw_scene_bounds(self, scene_range_s: tuple[float, float] | None) -> list[float]:
         bounds, t = [0.0], 0.0
+        if scene_range_s is None:
+            return [0.0, self.duration_s]  # one scene; its colours and light drift over the whole video
         while t < self.duration_s:
             t += float(self._rng.uniform(*scene_range_s))
             bounds.append(t)

@@ -118,6 +118,35 @@ def trainer_warnings(load: TrainerLoad, shape: RunShape) -> list[str]:
     return warnings
 
 
+def rounds_capacity(round_seconds: list[float]) -> float:
+    """Rounds per second a set of hosts sustains (C), each host training one round at a time:
+    the sum of each host's rate. Round times measured with the hosts training at once already
+    include their sharing of the cores."""
+    rates = [1.0 / s for s in round_seconds if s > 0 and math.isfinite(s)]
+    return sum(rates) if rates else math.nan
+
+
+def plan_warnings(shape: RunShape, capacity: float, hosts: int, cores: int) -> list[str]:
+    """Said before the streams start: a plan asking more rounds than the hosts sustain, or
+    more training hosts than cores, with the speed or layout that would fit."""
+    warnings = []
+    demand = shape.streams * shape.speed / shape.period_s
+    if math.isfinite(capacity) and demand > capacity:
+        speed = shape.speed * FIT_MARGIN * capacity / demand
+        streams = max(1, math.floor(shape.streams * FIT_MARGIN * capacity / demand))
+        warnings.append(f"the plan asks more training than the hosts sustain: {shape.streams} streams at "
+                        f"{shape.speed:g}x make {demand:.2f} rounds due per second, and {hosts} hosts train "
+                        f"{capacity:.2f} rounds/s (calibrated before the streams started; the teacher and devices "
+                        f"will take some of it). Past capacity the scheduler decides who is helped (--scheduler "
+                        f"gain trains the rounds worth most first). Fits at --speed {speed:.3g}, or with --clients "
+                        f"{streams}, or on more cores or GPUs")
+    if cores and hosts > cores:
+        warnings.append(f"{hosts} training hosts on {cores} cores: each host trains on one thread, so they take "
+                        f"turns on the cores and each pays for torch; --streams-per-trainer "
+                        f"{math.ceil(shape.streams / cores)} makes one host per core")
+    return warnings
+
+
 def no_update_reason(summary: dict) -> str | None:
     """Why no stream got an update, when none did (None otherwise): a run that helped no
     device failed, whatever else completed."""

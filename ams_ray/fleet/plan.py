@@ -19,6 +19,7 @@ from ams_ray.config import AmsConfig
 from ams_ray.data.datasets import SyntheticSpec, VideoFile, default_cache_dir
 from ams_ray.fleet.faults import Fault
 from ams_ray.fleet.placement import Demand, trainer_resources
+from ams_ray.fleet.scene_mix import SceneMix
 from ams_ray.service.trainer_settings import TrainerSettings
 
 StreamVideo = SyntheticSpec | VideoFile
@@ -32,7 +33,10 @@ class FleetConfig:
     teacher: str = "oracle"
     student: str = "tiny"
     strategy: str = "ams_gg10"
-    scheduler: str = "round_robin"
+    scheduler: str = "fifo"  # which due round trains first (`ams_ray.service.round_policy`)
+    fairness_floor_periods: float = 4.0  # gain: no due round waits longer than this many training periods
+    hibernate_agreement: float = 90.0  # gain: a stream whose model agrees this well (mIoU) asks for no round
+    scene_mix: str | None = None  # e.g. "static:0.25,slow:0.5,fast:0.25" (`SceneMix`); None: every camera "mixed"
     profile: str = "cpu"
     seed_base: int = 0
     videos: list[Path] | None = None  # real videos, one per stream (the embedded default when None)
@@ -136,6 +140,8 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
         raise ValueError(f"a fleet needs at least one client, got {config.clients}")
     if config.transport not in ("ray", "http"):
         raise ValueError(f"transport must be ray or http, got {config.transport!r}")
+    if config.scene_mix and (videos is not None or config.videos):
+        raise ValueError("--scene-mix shapes the embedded synthetic videos; real videos have the scenes they have")
     if videos is not None and len(videos) != config.clients:
         raise ValueError(f"{len(videos)} videos for {config.clients} clients: give one video per client")
     ams = AmsConfig.for_profile(config.profile)
@@ -164,8 +170,10 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
     teacher = {k: v for k, v in teacher.items() if v > 0}
     ids = [f"stream-{config.seed_base + i:03d}" for i in range(config.clients)]
     if videos is None:
+        kinds = (SceneMix.parse(config.scene_mix).kinds(config.clients, config.seed_base) if config.scene_mix
+                 else ["mixed"] * config.clients)
         sources: list[StreamVideo] = [SyntheticSpec(config.seed_base + i, config.duration_s, ams.video.height,
-                                                    ams.video.width) for i in range(config.clients)]
+                                                    ams.video.width, kind) for i, kind in enumerate(kinds)]
     else:
         sources = list(videos)
     run_id = f"run-{uuid.uuid4().hex[:12]}"
@@ -184,6 +192,9 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
         trainer_settings=TrainerSettings(f"{store.rstrip('/')}/{run_id}",
                                          config.call_timeout_s, fused, config.fusion_window_s,
                                          label_timeout_s=config.label_timeout_s,
-                                         label_backlog_chunks=config.label_backlog_chunks),
+                                         label_backlog_chunks=config.label_backlog_chunks,
+                                         scheduler=config.scheduler,
+                                         fairness_floor_periods=config.fairness_floor_periods,
+                                         hibernate_agreement=config.hibernate_agreement),
         deadline_s=config.deadline_s or default_deadline_s(config.duration_s, config.speed),
     )

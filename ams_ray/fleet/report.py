@@ -18,10 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ams_ray.accuracy import MiouTrace  # noqa: E402
+from ams_ray.data.datasets import SyntheticSpec  # noqa: E402
 
-STREAM_COLUMNS = ("stream_id", "frames", "miou", "pretrained_miou", "miou_gain", "miou_vs_teacher", "uplink_kbps",
-                  "downlink_kbps",
-                  "updates_applied", "p95_staleness_s", "max_lag_s", "train_seconds", "failed")
+STREAM_COLUMNS = ("stream_id", "scenes", "frames", "miou", "pretrained_miou", "miou_gain", "miou_vs_teacher",
+                  "uplink_kbps", "downlink_kbps", "updates_applied", "p95_staleness_s", "max_lag_s", "train_seconds",
+                  "rounds", "rounds_deferred", "longest_round_wait_video_s", "failed")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -196,17 +197,60 @@ def _mean_known(values) -> float:
     return float(np.mean(known)) if known else math.nan
 
 
+def scene_kind(edge: dict) -> str:
+    """The scene kind of a stream's synthetic video (`SceneMix`), or "file" for a real one."""
+    spec = SyntheticSpec.from_key(edge.get("video"))
+    return spec.scenes if spec is not None else "file"
+
+
+def scheduling_figures(edges: list[dict], trainers: list[dict], failed: dict[str, str], speed: float,
+                       period_s: float, calibrated_rounds_per_s: float = math.nan) -> dict:
+    """Where training went: capacity C (measured on the fly: each host's rounds over its
+    training seconds, summed; and as calibrated before the start), the demand against it,
+    rounds per stream, the worst streams' gain, deferred rounds, the longest wait of a due
+    round, and the same by scene kind."""
+    by_host: dict[str, list[dict]] = {}
+    for t in trainers:
+        by_host.setdefault(t.get("host", t["stream_id"]), []).append(t)
+    capacity = sum(sum(t["rounds"] for t in ts) / busy for ts in by_host.values()
+                   if (busy := sum(t["train_seconds"] for t in ts)) > 0) or math.nan
+    demand = len(edges) * speed / period_s
+    rounds = {t["stream_id"]: t["rounds"] for t in trainers}
+    scored = [e for e in edges if e["stream_id"] not in failed and not math.isnan(e["miou"])]
+    deferred: dict[str, int] = {}
+    for t in trainers:
+        for reason, n in t.get("deferred_rounds", {}).items():
+            deferred[reason] = deferred.get(reason, 0) + n
+    return {"capacity_rounds_per_s": capacity, "calibrated_capacity_rounds_per_s": calibrated_rounds_per_s,
+            "demand_rounds_per_s": demand, "load": demand / capacity,
+            **_gain_and_rounds(scored, rounds), "rounds_deferred": deferred,
+            "longest_round_wait_video_s": max((t.get("longest_round_wait_video_s", 0.0) for t in trainers),
+                                              default=math.nan),
+            "by_scene": {kind: _gain_and_rounds([e for e in scored if scene_kind(e) == kind], rounds)
+                         for kind in sorted({scene_kind(e) for e in scored})}}
+
+
+def _gain_and_rounds(edges: list[dict], rounds: dict[str, int]) -> dict:
+    gains = [e["miou"] - e["pretrained_miou"] for e in edges]
+    return {"streams": len(edges), "mean_miou_gain": float(np.mean(gains)) if gains else math.nan,
+            "p10_miou_gain": _percentile(gains, 10),
+            "rounds_per_stream": float(np.mean([rounds.get(e["stream_id"], 0) for e in edges])) if edges else math.nan}
+
+
 def stream_rows(edges: list[dict], trainers: list[dict], failed: dict[str, str]) -> list[dict]:
-    train_seconds = {t["stream_id"]: t["train_seconds"] for t in trainers}
+    by_stream = {t["stream_id"]: t for t in trainers}
     rows = []
     for e in edges:
+        trainer = by_stream.get(e["stream_id"], {})
         rows.append({
-            "stream_id": e["stream_id"], "frames": e["frames"], "miou": round(e["miou"], 3),
+            "stream_id": e["stream_id"], "scenes": scene_kind(e), "frames": e["frames"], "miou": round(e["miou"], 3),
             "pretrained_miou": round(e["pretrained_miou"], 3), "miou_gain": round(e["miou"] - e["pretrained_miou"], 3),
             "miou_vs_teacher": round(e.get("miou_vs_teacher", math.nan), 3),
             "uplink_kbps": round(e["uplink_kbps"], 3), "downlink_kbps": round(e["downlink_kbps"], 3),
             "updates_applied": e["updates_applied"], "p95_staleness_s": round(_percentile(e["staleness_s"], 95), 3),
-            "max_lag_s": round(e["max_lag_s"], 3), "train_seconds": round(train_seconds.get(e["stream_id"], 0.0), 3),
+            "max_lag_s": round(e["max_lag_s"], 3), "train_seconds": round(trainer.get("train_seconds", 0.0), 3),
+            "rounds": trainer.get("rounds", 0), "rounds_deferred": sum(trainer.get("deferred_rounds", {}).values()),
+            "longest_round_wait_video_s": round(trainer.get("longest_round_wait_video_s", 0.0), 3),
             "failed": failed.get(e["stream_id"], ""),
         })
     reported = {r["stream_id"] for r in rows}

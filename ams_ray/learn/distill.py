@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ams_ray.accuracy import frame_miou
 from ams_ray.config import TrainingConfig
 from ams_ray.device.runtime import DeviceModelBundle
 from ams_ray.learn.window import FrameWindow
@@ -145,6 +146,14 @@ class OnlineDistiller:
         self.mirror = [p.clone() for p in self.pretrained]
         self.version = 0
         self._load(self.mirror)
+
+    def agreement(self, frames: np.ndarray, labels: np.ndarray) -> float:
+        """mIoU (points) of the model the device holds against `labels` on `frames`: how far
+        one more round could still move it (`ams_ray.learn.training_value`). Called between
+        this stream's rounds, when the model holds the mirror."""
+        with torch.no_grad():
+            predicted = self.model(torch.from_numpy(frames).to(self.device)).argmax(1).cpu().numpy()
+        return float(np.mean([frame_miou(p, t, self.model.num_classes) for p, t in zip(predicted, labels)]))
 
     def edge_bundle(self, height: int, width: int) -> DeviceModelBundle:
         """The pretrained model as the device receives it at start."""

@@ -66,6 +66,7 @@ class StreamSession:
         self.stats = SessionStats()
         self._last_label: np.ndarray | None = None
         self._last_sequence = 0
+        self.last_phi: float | None = None  # of the newest labelled chunk (None: too few labels yet)
 
     @property
     def sampling_rate_fps(self) -> float:
@@ -140,7 +141,7 @@ class StreamSession:
         self.window.add(np.asarray(times_s), frames, labels)
         history = ([self._last_label] if self._last_label is not None else []) + list(labels)
         self._last_label = labels[-1]
-        phi = phi_score(history, self.num_classes)
+        phi = self.last_phi = phi_score(history, self.num_classes)
         now = times_s[-1]
         rate = self.asr.update(phi)
         self.atr.observe(phi, now)

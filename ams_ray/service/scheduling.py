@@ -1,17 +1,17 @@
-"""Who may train now, when trainers share a accelerator.
+"""Which trainer host may train now, when hosts share an accelerator (the turn level).
 
-A policy is pure bookkeeping (no Ray, no clocks) so it can be tested directly; the Ray
-coordinator actor only turns its decisions into awaited events.
+Which of a host's own streams trains in its turn is the round level
+(`ams_ray.service.round_policy`); a host asks for a turn with the priority of its best
+round, so the two levels rank alike. A policy is pure bookkeeping (no Ray, no clocks) so it
+can be tested directly; the Ray coordinator actor only turns its decisions into awaited events.
 
-- `concurrent`: every trainer trains as soon as it is due; accelerators are time-shared.
-- `round_robin`: one trainer per accelerator at a time, in the order they became due (the
-  paper's multi-client setting). Each trainer host asks once per due round, so FIFO is round robin.
-  A accelerator may hold several slots: a CPU node trains one round per core at a time, since
-  each trainer trains on one thread. Rounds run back to back instead of time-sharing the
-  cores, so the first finish early instead of all finishing late together.
-
-A smarter policy (e.g. train first the streams whose accuracy is falling fastest) only
-needs to order `_waiting` by the `priority` that `request` already receives.
+- `concurrent`: every host trains as soon as a round is due; accelerators are time-shared.
+- `fifo` and `round_robin`: one host per slot at a time, in the order they asked (the
+  paper's multi-client setting). An accelerator may hold several slots: a CPU node trains
+  one round per core at a time, since each host trains on one thread. Rounds run back to
+  back instead of time-sharing the cores, so the first finish early instead of all
+  finishing late together.
+- `gain`: the same slots, granted to the waiting host whose round is worth most.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ class ConcurrentPolicy:
         return []
 
 
-class RoundRobinPolicy:
-    name = "round_robin"
-
-    def __init__(self, slots_per_accelerator: int = 1) -> None:
+class TakingTurns:
+    def __init__(self, slots_per_accelerator: int = 1, name: str = "fifo") -> None:
+        self.name = name
         self._default_slots = self._checked(slots_per_accelerator)
         self._slots: dict[str, int] = {}
         self._holders: dict[str, set[str]] = defaultdict(set)
@@ -65,7 +64,11 @@ class RoundRobinPolicy:
             return True
         if holder not in self._waiting[accelerator]:
             self._waiting[accelerator].append(holder)
+        self._asked_with(holder, priority)
         return False
+
+    def _asked_with(self, holder: str, priority: float) -> None:
+        """Turns here go in the order asked; the priority is not needed."""
 
     def release(self, holder: str, accelerator: str) -> list[str]:
         """Free the holder's slot; returns the holders granted in its place."""
@@ -82,16 +85,36 @@ class RoundRobinPolicy:
     def _fill(self, accelerator: str) -> list[str]:
         granted = []
         while self._waiting[accelerator] and len(self._holders[accelerator]) < self.slots(accelerator):
-            nxt = self._waiting[accelerator].popleft()
+            nxt = self._next(self._waiting[accelerator])
+            self._waiting[accelerator].remove(nxt)
             self._holders[accelerator].add(nxt)
             granted.append(nxt)
         return granted
 
+    def _next(self, waiting: deque[str]) -> str:
+        return waiting[0]
 
-POLICIES = {"concurrent": ConcurrentPolicy, "round_robin": RoundRobinPolicy}
+
+class PriorityTurns(TakingTurns):
+    """The waiting host that asked with the highest priority goes first (ties: who asked first)."""
+
+    def __init__(self, slots_per_accelerator: int = 1) -> None:
+        super().__init__(slots_per_accelerator, "gain")
+        self._priority: dict[str, float] = {}
+
+    def _asked_with(self, holder: str, priority: float) -> None:
+        self._priority[holder] = priority
+
+    def _next(self, waiting: deque[str]) -> str:
+        return max(waiting, key=lambda holder: self._priority.get(holder, 0.0))  # max keeps the first of equals
 
 
 def make_policy(name: str):
-    if name not in POLICIES:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(POLICIES)}")
-    return POLICIES[name]()
+    """The turn policy for a scheduler (`ams_ray.service.round_policy.SCHEDULERS`)."""
+    if name == "concurrent":
+        return ConcurrentPolicy()
+    if name == "gain":
+        return PriorityTurns()
+    if name in ("fifo", "round_robin"):
+        return TakingTurns(name=name)
+    raise ValueError(f"unknown scheduler {name!r}; choose one of fifo, round_robin, gain, concurrent")

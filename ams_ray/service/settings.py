@@ -9,6 +9,7 @@ service, on any node that reaches that store, carries on where the last one stop
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -34,6 +35,9 @@ class ServiceSettings(BaseModel):
                        "streams_per_host open streams per host and shrinks when they close)")
     streams_per_host: int = Field(16, ge=1, description="open streams per host above which the pool grows")
     cpus_per_trainer: float = Field(0.4, gt=0)
+    scheduler: Literal["fifo", "round_robin", "gain", "concurrent"] = Field(
+        "fifo", description="which due round trains first when the hosts cannot train them all "
+                            "(ams_ray.service.round_policy)")
     trainer_gpus: float = Field(0.0, ge=0, description="GPU share of each trainer host (it trains on CUDA when > 0)")
     ingress_replicas: ScaleRange = Field(ScaleRange(1, 1), description="HTTP ingress replicas, N or MIN..MAX (Serve autoscaling)")
     teacher_replicas: ScaleRange = Field(ScaleRange(1, 1), description="teacher replicas, N or MIN..MAX (Serve autoscaling)")

@@ -20,3 +20,6 @@ class TrainerSettings:
     label_timeout_s: float = 300.0  # a chunk's labels from the teacher (training frames are served first)
     label_backlog_chunks: int = 4  # per stream, chunks waiting for labels before the next is shed
     snapshot_after_bytes: int | None = None  # packets a restore may replay before a snapshot (None: the weights' size)
+    scheduler: str = "fifo"  # which due round trains first (`ams_ray.service.round_policy`)
+    fairness_floor_periods: float = 4.0  # gain: no round waits longer than this many training periods
+    hibernate_agreement: float = 90.0  # gain: a stream this close to its teacher (mIoU) asks for no round

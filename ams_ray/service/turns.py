@@ -22,7 +22,7 @@ from ams_ray.service.scheduling import make_policy
 
 @dataclass
 class TurnBook:
-    scheduler: str = "round_robin"
+    scheduler: str = "fifo"
     lease_s: float = 120.0
     policy: object = field(init=False)
     accelerators: dict[str, str] = field(default_factory=dict)
@@ -48,11 +48,12 @@ class TurnBook:
     def current(self, holder: str, incarnation: str) -> bool:
         return self.incarnations.get(holder) == incarnation
 
-    def request(self, holder: str, incarnation: str, now: float) -> bool | None:
-        """True: the turn is granted now; False: queued; None: that process has been replaced."""
+    def request(self, holder: str, incarnation: str, now: float, priority: float = 0.0) -> bool | None:
+        """True: the turn is granted now; False: queued; None: that process has been replaced.
+        `priority`: what the holder's best waiting round is worth (`round_policy`)."""
         if not self.current(holder, incarnation):
             return None
-        if self.policy.request(holder, self.accelerators[holder]):
+        if self.policy.request(holder, self.accelerators[holder], priority):
             self.expiries[holder] = now + self.lease_s
             return True
         return False

@@ -1,0 +1,82 @@
+"""What one more training round is worth to a stream, from signals AMS already has.
+
+Inside one stream, AMS reads phi (how much the teacher's labels change between samples) to
+set its sampling rate and training period. Across streams the same question decides who
+trains when the server cannot train everyone: a round is worth what it can still win, and
+the best cheap estimate of that is how far the device's model is from the teacher now.
+
+- `agreement`: mIoU (points) of the model the device holds against the teacher's labels of
+  the newest chunk, measured by the server on frames it labelled anyway. A camera whose
+  scene just changed drops to 50-65 here with the tiny student; one that was trained on its
+  scene sits at 80-90 (measured on the synthetic world, `--scene-mix`).
+- `phi`: a scene moving between samples (low phi) will drift away from the model even if it
+  agrees now, so it adds to the estimate (`DRIFT_WEIGHT`).
+- the stream's own round time: the estimate is per second of training, so a student that
+  trains in half the time is worth twice as much per turn.
+
+Smoothed over chunks (`SMOOTHING`), since a chunk carries a handful of frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SMOOTHING = 0.5  # weight of the newest chunk in the running agreement and phi
+DRIFT_WEIGHT = 0.5  # mIoU points of expected gain per point of label change between samples
+MIN_ROUND_S = 0.05  # a round never counts as free
+
+
+@dataclass
+class TrainingValue:
+    agreement: float | None = None  # mIoU points, device model vs teacher, smoothed
+    phi: float | None = None  # 0..1, smoothed
+    round_s: float | None = None  # training seconds per round, smoothed
+    last_trained_s: float = 0.0  # video time of the stream's newest trained round
+    waiting_since_s: float | None = None  # video time its oldest unanswered due round fell due
+    longest_wait_s: float = 0.0  # video seconds a due round waited for training, at most
+
+    def observe(self, agreement: float | None, phi: float | None) -> None:
+        """Fold in the newest labelled chunk."""
+        self.agreement = _smoothed(self.agreement, agreement)
+        self.phi = _smoothed(self.phi, phi)
+
+    @property
+    def expected_gain(self) -> float:
+        """mIoU points a round could still win: the distance to the teacher, plus drift."""
+        gap = 100.0 - self.agreement if self.agreement is not None else 100.0
+        change = 1.0 - self.phi if self.phi is not None else 0.0
+        return max(0.0, gap) + DRIFT_WEIGHT * 100.0 * change
+
+    @property
+    def per_second(self) -> float:
+        """Expected gain per second of training."""
+        return self.expected_gain / max(self.round_s or 1.0, MIN_ROUND_S)
+
+    def since_trained_s(self, now_s: float) -> float:
+        return now_s - self.last_trained_s
+
+    def asked(self, now_s: float) -> None:
+        """A round fell due and was asked for; the wait runs from the first one unanswered."""
+        if self.waiting_since_s is None:
+            self.waiting_since_s = now_s
+
+    def rested(self) -> None:
+        """The stream asked for nothing (it hibernates): it is not waiting."""
+        self.waiting_since_s = None
+
+    def trained(self, now_s: float, seconds: float, answered_s: float | None = None) -> None:
+        """A round due at `now_s` trained in `seconds`; `answered_s`: the stream's video time when
+        it was answered (its newest chunk then), which ends the wait (default: `now_s`)."""
+        if self.waiting_since_s is not None:
+            end = now_s if answered_s is None else max(now_s, answered_s)
+            self.longest_wait_s = max(self.longest_wait_s, end - self.waiting_since_s)
+        self.waiting_since_s = None
+        self.last_trained_s = now_s
+        self.round_s = _smoothed(self.round_s, seconds)
+
+
+def _smoothed(old: float | None, new: float | None) -> float | None:
+    if new is None or not math.isfinite(new):
+        return old
+    return new if old is None else (1 - SMOOTHING) * old + SMOOTHING * new

@@ -1,0 +1,162 @@
+"""Which stream's due round trains next when a host cannot train them all: the scheduler's policy.
+
+Every stream makes a round due each training period. Below capacity every due round trains
+and the policy only orders them; past capacity it decides who is helped. Pure bookkeeping
+(no Ray, no torch, no clocks), so it is tested directly; a trainer host keeps one
+`RoundQueue` and asks the coordinator for turns with the priority of its best round.
+
+- `fifo`: in the order rounds fell due. Past capacity every stream waits a little longer for
+  every round, until none is helped (the behaviour before this policy existed).
+- `round_robin`: the stream trained least recently first: equal shares, however much or
+  little a round buys.
+- `gain`: the round that buys the most mIoU per second of training first
+  (`ams_ray.learn.training_value`), with three rules that keep it honest:
+  - a fairness floor: a stream whose round has waited `floor_periods` training periods goes
+    before any other (oldest first), so no stream is starved while others train;
+  - deferral: a round still waiting when its stream's next chunk arrives steps aside, and the
+    stream asks again with that chunk (a fresher window and a longer wait), instead of
+    holding its stream's labelling while it waits;
+  - hibernation (ATR's idea across streams): a stream whose device model already agrees
+    with the teacher to `hibernate_agreement` mIoU asks for no round until it drops below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ams_ray.learn.training_value import TrainingValue
+
+FLOOR_PRIORITY = 1e6  # above any expected gain per second: a stream at its floor goes first
+Ticket = TypeVar("Ticket")
+
+
+@dataclass(frozen=True)
+class RoundClaim:
+    """A due round waiting for training, as the policy sees it."""
+
+    stream_id: str
+    order: int  # when it joined the queue, among the host's rounds
+    waited_s: float  # video seconds since its stream first asked, unanswered
+    since_trained_s: float  # video seconds since its stream's newest trained round
+    per_second: float  # expected mIoU gain per second of training
+
+    @classmethod
+    def of(cls, stream_id: str, order: int, value: TrainingValue, now_s: float) -> "RoundClaim":
+        waited = now_s - value.waiting_since_s if value.waiting_since_s is not None else 0.0
+        return cls(stream_id, order, waited, value.since_trained_s(now_s), value.per_second)
+
+
+class FifoPolicy:
+    name = "fifo"
+    defers = False  # a round waits for its turn, however long
+    measures_agreement = False  # the host need not measure its streams' agreement with the teacher
+
+    def key(self, claim: RoundClaim) -> tuple:
+        """Smaller trains first."""
+        return (claim.order,)
+
+    def priority(self, claim: RoundClaim) -> float:
+        """Larger trains first across hosts (where the turn policy reads it); exported per stream."""
+        return 0.0
+
+    def protected(self, claim: RoundClaim) -> bool:
+        return False
+
+    def hibernates(self, value: TrainingValue) -> bool:
+        return False
+
+
+class RoundRobinPolicy(FifoPolicy):
+    name = "round_robin"
+
+    def key(self, claim: RoundClaim) -> tuple:
+        return (-claim.since_trained_s, claim.order)
+
+    def priority(self, claim: RoundClaim) -> float:
+        return claim.since_trained_s
+
+
+class GainPolicy(FifoPolicy):
+    name = "gain"
+    defers = True
+    measures_agreement = True
+
+    def __init__(self, period_s: float, floor_periods: float = 4.0, hibernate_agreement: float = 90.0) -> None:
+        if period_s <= 0 or floor_periods <= 0:
+            raise ValueError(f"the fairness floor needs a positive period and count, got {period_s} s x {floor_periods}")
+        self.floor_s, self.hibernate_agreement = period_s * floor_periods, hibernate_agreement
+
+    def protected(self, claim: RoundClaim) -> bool:
+        return claim.waited_s >= self.floor_s
+
+    def key(self, claim: RoundClaim) -> tuple:
+        if self.protected(claim):
+            return (0, -claim.waited_s, claim.order)
+        return (1, -claim.per_second, claim.order)
+
+    def priority(self, claim: RoundClaim) -> float:
+        return FLOOR_PRIORITY + claim.waited_s if self.protected(claim) else claim.per_second
+
+    def hibernates(self, value: TrainingValue) -> bool:
+        return value.agreement is not None and value.agreement >= self.hibernate_agreement
+
+
+SCHEDULERS = ("fifo", "round_robin", "gain", "concurrent")
+
+
+def make_round_policy(name: str, period_s: float, floor_periods: float = 4.0,
+                      hibernate_agreement: float = 90.0) -> FifoPolicy:
+    """The policy a host orders its rounds by (`concurrent` trains every round at once: its
+    rounds queue in the order they fell due)."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    if name == "gain":
+        return GainPolicy(period_s, floor_periods, hibernate_agreement)
+    return RoundRobinPolicy() if name == "round_robin" else FifoPolicy()
+
+
+class RoundQueue(Generic[Ticket]):
+    """A host's due rounds, one per stream, each with the caller's ticket (what answers it)."""
+
+    def __init__(self, policy: FifoPolicy) -> None:
+        self.policy = policy
+        self._waiting: dict[str, tuple[RoundClaim, Ticket]] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __contains__(self, stream_id: str) -> bool:
+        return stream_id in self._waiting
+
+    def push(self, claim: RoundClaim, ticket: Ticket) -> None:
+        if claim.stream_id in self._waiting:
+            raise ValueError(f"stream {claim.stream_id} already has a round waiting")
+        self._waiting[claim.stream_id] = (claim, ticket)
+
+    def best(self) -> RoundClaim | None:
+        if not self._waiting:
+            return None
+        return min((claim for claim, _ in self._waiting.values()), key=self.policy.key)
+
+    def pop(self) -> tuple[RoundClaim, Ticket]:
+        """The round to train now."""
+        best = self.best()
+        if best is None:
+            raise IndexError("no round is waiting")
+        return self._waiting.pop(best.stream_id)
+
+    def pop_all(self) -> list[tuple[RoundClaim, Ticket]]:
+        """Every waiting round, best first (one fused step trains them together)."""
+        ranked = sorted(self._waiting.values(), key=lambda item: self.policy.key(item[0]))
+        self._waiting.clear()
+        return ranked
+
+    def step_aside(self, stream_id: str) -> Ticket | None:
+        """The stream's next chunk arrived: its waiting round steps aside if the policy defers
+        and the stream is not at its floor. Returns the ticket to answer, or None (it waits on)."""
+        item = self._waiting.get(stream_id)
+        if item is None or not self.policy.defers or self.policy.protected(item[0]):
+            return None
+        del self._waiting[stream_id]
+        return item[1]

@@ -1,0 +1,100 @@
+"""The scheduler's round policies, without Ray: who trains when a host cannot train everyone."""
+
+import pytest
+
+from ams_ray.learn.training_value import TrainingValue
+from ams_ray.service.round_policy import (FLOOR_PRIORITY, GainPolicy, RoundClaim, RoundQueue, make_round_policy)
+
+PERIOD_S = 10.0
+
+
+def _value(agreement: float, phi: float = 0.95, last_trained_s: float = 0.0) -> TrainingValue:
+    value = TrainingValue(last_trained_s=last_trained_s)
+    value.observe(agreement, phi)
+    value.trained(last_trained_s, 1.0)
+    return value
+
+
+def test_with_capacity_for_one_round_gain_trains_the_drifting_stream_and_fifo_the_first_due():
+    static, drifting = _value(agreement=88.0, phi=0.97), _value(agreement=55.0, phi=0.7)
+    for name, expected in (("gain", "drifting"), ("fifo", "static")):
+        queue = RoundQueue(make_round_policy(name, PERIOD_S))
+        for order, (sid, value) in enumerate((("static", static), ("drifting", drifting))):
+            value.asked(10.0)
+            queue.push(RoundClaim.of(sid, order, value, 10.0 + order), sid)
+        assert queue.pop()[0].stream_id == expected, name
+        static.rested(), drifting.rested()
+
+
+def test_the_fairness_floor_bounds_every_wait_while_better_streams_keep_asking():
+    """Three streams, capacity for one round per send period: two are always worth less than
+    the first, yet no due round waits past the floor plus the period it takes to be picked,
+    and above the floor the stream worth most trains most."""
+    floor_periods = 3
+    policy = GainPolicy(PERIOD_S, floor_periods=floor_periods, hibernate_agreement=101.0)
+    agreement = {"s0": 60.0, "s1": 70.0, "s2": 80.0}
+    values = {sid: _value(a) for sid, a in agreement.items()}
+    queue: RoundQueue[str] = RoundQueue(policy)
+    trained = {sid: 0 for sid in values}
+    for tick in range(1, 61):
+        now = tick * PERIOD_S
+        for order, (sid, value) in enumerate(values.items()):
+            queue.step_aside(sid)  # each stream's next chunk came
+            if sid not in queue:
+                value.asked(now)
+                queue.push(RoundClaim.of(sid, tick * 10 + order, value, now), sid)
+        _, sid = queue.pop()
+        values[sid].trained(now, 1.0)
+        trained[sid] += 1
+    longest = {sid: v.longest_wait_s for sid, v in values.items()}
+    assert max(longest.values()) <= (floor_periods + 1) * PERIOD_S, longest
+    assert longest["s2"] > longest["s0"], "the stream worth most never needs its floor"
+    assert trained["s0"] > trained["s1"] >= trained["s2"] >= 60 // (2 * (floor_periods + 1)), trained
+
+
+def test_a_round_at_its_floor_goes_first_and_does_not_step_aside():
+    policy = GainPolicy(PERIOD_S, floor_periods=2)
+    queue = RoundQueue(policy)
+    starved = RoundClaim("starved", 0, waited_s=25.0, since_trained_s=40.0, per_second=1.0)
+    eager = RoundClaim("eager", 1, waited_s=0.0, since_trained_s=10.0, per_second=40.0)
+    queue.push(starved, "a"), queue.push(eager, "b")
+    assert policy.priority(starved) >= FLOOR_PRIORITY > policy.priority(eager)
+    assert queue.step_aside("starved") is None, "a stream at its floor keeps its place"
+    assert queue.step_aside("eager") == "b"
+    assert queue.pop()[0].stream_id == "starved" and len(queue) == 0
+
+
+def test_fifo_and_round_robin_never_step_aside():
+    for name in ("fifo", "round_robin"):
+        queue = RoundQueue(make_round_policy(name, PERIOD_S))
+        queue.push(RoundClaim("a", 0, 0.0, 10.0, 5.0), "ticket")
+        assert queue.step_aside("a") is None and len(queue) == 1
+
+
+def test_round_robin_trains_the_stream_trained_least_recently_first():
+    queue = RoundQueue(make_round_policy("round_robin", PERIOD_S))
+    queue.push(RoundClaim("recent", 0, 0.0, since_trained_s=10.0, per_second=99.0), 1)
+    queue.push(RoundClaim("neglected", 1, 0.0, since_trained_s=50.0, per_second=0.1), 2)
+    assert [claim.stream_id for claim, _ in queue.pop_all()] == ["neglected", "recent"]
+
+
+def test_a_hibernating_stream_wakes_when_its_agreement_drops():
+    policy = GainPolicy(PERIOD_S, hibernate_agreement=85.0)
+    value = _value(agreement=92.0)
+    assert policy.hibernates(value)
+    value.observe(60.0, 0.6)  # the scene changed: the model no longer agrees with the teacher
+    assert not policy.hibernates(value)
+    assert not make_round_policy("fifo", PERIOD_S).hibernates(_value(agreement=99.0)), "only gain hibernates"
+
+
+def test_a_stream_asks_once_per_round_and_unknown_schedulers_are_refused():
+    queue = RoundQueue(make_round_policy("gain", PERIOD_S))
+    queue.push(RoundClaim("a", 0, 0.0, 0.0, 1.0), 1)
+    with pytest.raises(ValueError, match="already has a round waiting"):
+        queue.push(RoundClaim("a", 1, 0.0, 0.0, 1.0), 2)
+    with pytest.raises(ValueError, match="unknown scheduler 'fastest'"):
+        make_round_policy("fastest", PERIOD_S)
+    with pytest.raises(ValueError, match="positive period"):
+        GainPolicy(PERIOD_S, floor_periods=0)
+    with pytest.raises(IndexError):
+        RoundQueue(make_round_policy("fifo", PERIOD_S)).pop()

@@ -1,0 +1,46 @@
+"""What a round is worth to a stream: its model's distance to the teacher, drift, and cost."""
+
+from ams_ray.learn.training_value import DRIFT_WEIGHT, TrainingValue
+
+
+def test_a_model_far_from_its_teacher_on_a_moving_scene_is_worth_more_per_second():
+    settled, changed = TrainingValue(), TrainingValue()
+    settled.observe(90.0, 0.98)
+    changed.observe(55.0, 0.70)
+    assert settled.expected_gain == 10.0 + DRIFT_WEIGHT * 2.0
+    assert changed.expected_gain > settled.expected_gain
+    settled.trained(10.0, 2.0)
+    changed.trained(10.0, 2.0)
+    assert changed.per_second > settled.per_second
+    cheap = TrainingValue()
+    cheap.observe(90.0, 0.98)
+    cheap.trained(10.0, 0.5)
+    assert cheap.per_second == 4 * settled.per_second, "half the round time is worth twice per second (smoothed)"
+
+
+def test_signals_are_smoothed_and_an_unmeasured_stream_counts_as_far_from_its_teacher():
+    value = TrainingValue()
+    assert value.expected_gain == 100.0
+    value.observe(80.0, None)
+    value.observe(60.0, float("nan"))
+    assert value.agreement == 70.0 and value.phi is None
+
+
+def test_the_longest_wait_runs_from_the_first_unanswered_ask_and_rest_stops_it():
+    value = TrainingValue()
+    value.asked(10.0)
+    value.asked(20.0)  # stepped aside and asked again: still the same wait
+    value.trained(40.0, 1.0)
+    assert value.longest_wait_s == 30.0 and value.since_trained_s(50.0) == 10.0
+    value.asked(50.0)
+    value.rested()  # it hibernated instead: not waiting
+    value.asked(90.0)
+    value.trained(95.0, 1.0)
+    assert value.longest_wait_s == 30.0
+
+
+def test_a_wait_ends_when_the_round_is_answered_not_when_it_fell_due():
+    value = TrainingValue()
+    value.asked(10.0)
+    value.trained(10.0, 1.0, answered_s=40.0)  # due at 10 s of video, trained when the stream was at 40 s
+    assert value.longest_wait_s == 30.0 and value.last_trained_s == 10.0
