@@ -216,7 +216,7 @@ class HostedStream:
         thread's wall and CPU time)."""
         self.session.trained(now_s, result)
         self.value.trained(now_s, seconds, self.newest_video_s)
-        self.metrics.granted.inc()
+        self.metrics.rounds.inc(tags={"outcome": "trained"})
         if result.packet is not None:
             self.journal.packet_made(result.packet, self.session.progress(), self.distiller.mirror_arrays)
         self.train_seconds += seconds
@@ -231,7 +231,7 @@ class HostedStream:
         """The scheduler let a due round go untrained (`ams_ray.service.round_policy`): "stepped_aside"
         (still waiting when the next chunk came) or "hibernating" (the model agrees with the teacher)."""
         self.deferred_rounds[reason] = self.deferred_rounds.get(reason, 0) + 1
-        self.metrics.deferred.inc(tags={"reason": reason})
+        self.metrics.rounds.inc(tags={"outcome": reason})
 
     # ------------------------------------------------------------------ the outbox
     async def post(self, sequence: int, packet: bytes, due_chunk: int) -> None:

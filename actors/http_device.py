@@ -2,7 +2,9 @@
 
 It runs the standalone client (`ams_ray.device.http_device.HttpDevice`) inside a Ray actor only so that
 `multi_client.py --transport http` can start, place and collect many of them; nothing of
-the data path goes through Ray. Its report has the fields of `RayDevice`'s, plus `http`.
+the data path goes through Ray. Its report has the fields of `EmulatedDevice`'s, plus `http`.
+Its methods name the stream, as an `EdgeHost`'s do, so the fleet drives both alike; here it
+is always the one device this actor plays.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class HttpDeviceActor:
     def ready(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def prepare(self, bundle=None) -> float:
+    def prepare(self, stream_id: str, bundle=None) -> float:
         """Make the video playable on this node (the model comes over HTTP, at `run`)."""
         from pathlib import Path
 
@@ -50,10 +52,10 @@ class HttpDeviceActor:
                              send_phase_s=self.send_phase_s)
         return 0.0
 
-    def progress(self) -> int:
+    def progress(self, stream_id: str) -> int:
         return self.device.frames_played if self.device else 0
 
-    def run(self) -> dict:
+    def run(self, stream_id: str) -> dict:
         report = self.device.run()
         if report["failure"]:
             raise RuntimeError(report["failure"])
@@ -63,4 +65,4 @@ class HttpDeviceActor:
                 "miou": report["miou"] if report["miou"] is not None else nan,
                 "pretrained_miou": report["pretrained_miou"] if report["pretrained_miou"] is not None else nan,
                 "upload_errors": [], "node_id": ray.get_runtime_context().get_node_id(),
-                "torch_loaded": "torch" in sys.modules, "memory_mb": own_memory_mb()}
+                "torch_loaded": "torch" in sys.modules, "memory_mb": own_memory_mb(), "devices_in_process": 1}

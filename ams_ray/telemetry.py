@@ -70,10 +70,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "(measured under the gain scheduler)", STREAM),
     MetricSpec("ams_stream_round_priority", "gauge", "what the scheduler ranked the stream's newest due round by "
                "(gain: expected mIoU points per training second; 1e6 and up: at its fairness floor)", STREAM),
-    MetricSpec("ams_stream_rounds_granted_total", "counter", "due rounds the scheduler let train", STREAM),
-    MetricSpec("ams_stream_rounds_deferred_total", "counter", "due rounds the scheduler let go untrained: "
-               "stepped_aside (still waiting when the stream's next chunk came) or hibernating (its model "
-               "agrees with the teacher)", ("stream", "reason")),
+    MetricSpec("ams_stream_rounds_total", "counter", "due rounds by what the scheduler did with them: trained, "
+               "stepped_aside (still waiting when the stream's next chunk came) or hibernating (its model agrees "
+               "with the teacher)", ("stream", "outcome")),
     MetricSpec("ams_stream_label_backlog_chunks", "gauge", "accepted chunks of the stream waiting to be labelled; "
                "above one, the device is told a lower sampling rate", STREAM),
     MetricSpec("ams_stream_log_bytes_total", "counter", "bytes the stream's durable log wrote to the checkpoint "

@@ -3,7 +3,8 @@ streams per GPU) and tabulate what multi_client.py measures at each point.
 
     python benchmarks/scaling.py --clients 1 4 8 16 32 --duration 60 --speed 0.25 --results-dir runs/scaling
     python benchmarks/scaling.py --clients 8 16 32 64 128 --streams-per-trainer 1 pooled --speed 0.125
-    python benchmarks/scaling.py --clients 8 16 --schedulers concurrent round_robin --streams-per-gpu 2 4
+    python benchmarks/scaling.py --clients 8 16 --schedulers concurrent fifo --streams-per-gpu 2 4
+    python benchmarks/scaling.py --clients 32 64 128 256 --duration 30 --speed 0.125 --teacher oracle --schedulers fifo gain
     python benchmarks/scaling.py --from-json runs/scaling/scaling.json --reference runs/compare60/summary.json
 
 `--streams-per-trainer`: 1 is a process per stream, `pooled` the default (one host per GPU
@@ -16,8 +17,11 @@ duration) and adds each point's single-stream gain, so the plot separates what s
 server costs from how hard the videos are.
 
 Each point is a separate `multi_client.py` run (a fresh Ray cluster), so points do not
-share warm state. Writes scaling.json, scaling.csv and scaling.png (staleness, gain,
-teacher throughput and memory against clients; one line per scheduler / streams per GPU).
+share warm state. Emulated devices are pooled K per edge process (one process per core by
+default), so the server's memory and CPU per stream (teacher and trainer hosts) are reported
+apart from the emulator's, with the trainers' capacity C and the load against it. Writes
+scaling.json, scaling.csv and scaling.png (staleness, gain, and the server's and the
+emulator's memory and CPU against clients; one line per scheduler / streams per GPU).
 """
 
 from __future__ import annotations
@@ -42,9 +46,14 @@ COLUMNS = ("clients", "layout", "scheduler", "streams_per_gpu", "completed", "se
            "streams_per_trainer", "fused", "lockstep", "trainer_pss_mb", "edge_pss_mb", "uplink_kbps", "downlink_kbps",
            "speed", "wall_s", "teacher", "mean_updates_applied", "streams_without_update", "teacher_eval_frames_per_s",
            "teacher_scoring_shed", "teacher_capacity_frames_per_s", "upload_timeouts", "packets_resent",
-           "packets_missed", "shed_chunks", "rate_cuts", "p95_label_wait_s")
+           "packets_missed", "shed_chunks", "rate_cuts", "p95_label_wait_s", "capacity_rounds_per_s",
+           "demand_rounds_per_s", "load", "p10_miou_gain", "rounds_per_stream", "devices_per_edge_host",
+           "edge_mb_per_device", "server_cpu_s_per_stream_minute", "edge_cpu_s_per_stream_minute")
 PLOTS = (("p95_staleness_video_s", "p95 staleness (video s)"), ("mean_miou_gain", "mean mIoU gain (points)"),
-         ("memory_per_stream_mb", "memory per stream (MiB)"), ("round_time_ratio", "round time / bare round"))
+         ("trainer_mb_per_stream", "server: trainer MiB per stream"),
+         ("server_cpu_s_per_stream_minute", "server: CPU-s per stream-minute"),
+         ("edge_mb_per_device", "emulator: MiB per device"),
+         ("edge_cpu_s_per_stream_minute", "emulator: CPU-s per stream-minute"))
 
 
 def run_point(clients: int, scheduler: str, streams_per_gpu: int | None, layout: str, args: argparse.Namespace,
@@ -62,6 +71,10 @@ def run_point(clients: int, scheduler: str, streams_per_gpu: int | None, layout:
         command += ["--streams-per-trainer", layout]
     if args.lockstep:
         command += ["--lockstep"]
+    if args.devices_per_edge_host:
+        command += ["--devices-per-edge-host", str(args.devices_per_edge_host)]
+    if args.scene_mix:
+        command += ["--scene-mix", args.scene_mix]
     proc = subprocess.run(command)
     if not (out / "summary.json").is_file():
         print(f"{name}: no summary (exit {proc.returncode})", file=sys.stderr)
@@ -88,7 +101,8 @@ def bare_round_seconds(args: argparse.Namespace) -> float | None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(PLOTS), figsize=(4 * len(PLOTS), 3.6))
+    fig, grid = plt.subplots(2, (len(PLOTS) + 1) // 2, figsize=(4 * ((len(PLOTS) + 1) // 2), 7.2))
+    axes = grid.flatten()
     series = sorted({(r["scheduler"], r["streams_per_gpu"], r.get("layout")) for r in rows}, key=str)
     for ax, (key, label) in zip(axes, PLOTS):
         for scheduler, spg, layout in series:
@@ -120,7 +134,10 @@ def main() -> int:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--speed", type=float, default=0.25)
-    p.add_argument("--schedulers", nargs="+", default=["round_robin"])
+    p.add_argument("--schedulers", nargs="+", default=["fifo"])
+    p.add_argument("--devices-per-edge-host", type=int, default=None,
+                   help="emulated devices per edge process at every point (default: multi_client.py's, one per core)")
+    p.add_argument("--scene-mix", default=None, help="every point's --scene-mix (default: all mixed)")
     p.add_argument("--streams-per-gpu", type=int, nargs="+", default=[None],
                    help="needs GPUs in the cluster (a logical one is enough to test packing)")
     p.add_argument("--streams-per-trainer", nargs="+", default=["pooled"],

@@ -4,7 +4,7 @@
 
 Two rows: the fleet overview (streams, mean gain, bandwidth per device, p95 staleness,
 teacher throughput and batch, errors, overload: timeouts and shed work, training before
-scoring at the teacher) and a per-stream view selected by the `stream` template variable. Every query names only metrics of `ams_ray.telemetry` (a test checks).
+scoring at the teacher, the scheduler's rounds trained and let go) and a per-stream view selected by the `stream` template variable. Every query names only metrics of `ams_ray.telemetry` (a test checks).
 Ray adds a `WorkerId` label to every series, so each query aggregates by the labels it
 means (`stream`, `deployment`, ...) instead of relying on one series per stream.
 """
@@ -99,6 +99,20 @@ def fleet_panels(y: int) -> list[dict]:
                16, y + 20, 8, 6,
                description="frames labelled per purpose, requests waiting at the replica, and the longest "
                            "labelling backlog of any stream (above 1, its device is told to sample less)"),
+        _panel("Scheduler: rounds trained and let go (per min)",
+               [(f"60 * sum by (outcome) (rate(ray_ams_stream_rounds_total[{RATE}]))", "{{outcome}}")],
+               0, y + 26, 12, 6,
+               description="due rounds the hosts trained, and those the scheduler let go: stepped_aside (still "
+                           "waiting when the stream's next chunk came; gain only) and hibernating (the model agrees "
+                           "with the teacher)"),
+        _panel("Scheduler: what a round is worth",
+               [("avg(max by (stream) (ray_ams_stream_expected_gain_points))", "mean expected gain (points)"),
+                ("max(max by (stream) (ray_ams_stream_expected_gain_points))", "largest expected gain (points)"),
+                ("count(max by (stream) (ray_ams_stream_round_priority) >= 1e6) or vector(0)",
+                 "streams at their fairness floor")], 12, y + 26, 12, 6,
+               description="expected gain: mIoU points a round could still win (distance of the device's model to "
+                           "the teacher on its newest chunk, plus drift); the gain scheduler trains the most per "
+                           "second first, except streams that reached their fairness floor"),
     ]
 
 
@@ -142,11 +156,18 @@ def stream_panels(y: int) -> list[dict]:
                8, y + 15, 8, unit="bps",
                description="what the stream's log writes to the checkpoint store (each chunk once labelled, each "
                            "packet once applied) next to what crossed the wire; about equal"),
+        _panel("Scheduler: expected gain, priority, rounds",
+               [(f"max by (stream) (ray_ams_stream_expected_gain_points{{{ONE_STREAM}}})", "{{stream}} expected gain"),
+                (f"max by (stream) (ray_ams_stream_round_priority{{{ONE_STREAM}}}) < 1e6", "{{stream}} priority"),
+                (f'60 * sum by (stream) (rate(ray_ams_stream_rounds_total{{{ONE_STREAM}, outcome="trained"}}[{RATE}]))',
+                 "{{stream}} rounds trained/min")], 16, y + 15, 8,
+               description="what the scheduler ranked the stream's newest due round by (gain: expected points per "
+                           "training second; at its fairness floor it goes first and leaves this plot)"),
     ]
 
 
 def build() -> dict:
-    panels = fleet_panels(0) + stream_panels(27)
+    panels = fleet_panels(0) + stream_panels(33)
     for i, panel in enumerate(panels, start=1):
         panel["id"] = i
     return {

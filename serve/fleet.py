@@ -21,9 +21,9 @@ from ray.exceptions import RayError
 
 from actors.cluster import alive_node_resources, ensure_fits, ray_options
 from actors.coordinator import start_coordinator
+from actors.edge_host import EdgeHost
 from actors.http_device import HttpDeviceActor
 from actors.node_memory import start_probes
-from actors.ray_device import RayDevice
 from actors.stream_directory import StreamDirectory
 from actors.trainer import TrainerHost
 from ams_ray.config import AmsConfig
@@ -76,7 +76,8 @@ class Launched:
     coordinator: object = None
     hosts: dict = field(default_factory=dict)  # host id -> TrainerHost
     trainers: dict = field(default_factory=dict)  # stream id -> the TrainerHost holding it
-    edges: dict = field(default_factory=dict)
+    edge_hosts: dict = field(default_factory=dict)  # edge host id -> EdgeHost (HTTP: stream id -> HttpDeviceActor)
+    edges: dict = field(default_factory=dict)  # stream id -> the actor playing its device
     memory_probes: list = field(default_factory=list)
     teacher_deployed: bool = False  # set before deploying: a deployment that fails half-way is deleted too
     teacher: object = None  # its handle
@@ -183,15 +184,22 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
     if config.transport == "http":
         url, tokens = _deploy_ingress(config, launched)
         for stream in plan.streams:
-            launched.edges[stream.stream_id] = HttpDeviceActor.options(**ray_options(plan.edge)).remote(
+            launched.edge_hosts[stream.stream_id] = HttpDeviceActor.options(**ray_options(plan.edge)).remote(
                 stream.stream_id, stream.video, config_json, config.speed, config.duration_s, stream.send_phase_s,
                 url, tokens[stream.stream_id], config.call_timeout_s, cache_dir)
-    for stream in plan.streams if config.transport == "ray" else []:
-        launched.edges[stream.stream_id] = RayDevice.options(**ray_options(plan.edge)).remote(
-            stream.stream_id, stream.video, config_json, config.speed, config.duration_s, stream.send_phase_s,
-            launched.trainers[stream.stream_id], config.call_timeout_s, cache_dir, handle, stream.label_key,
-            config.teacher_eval_every, config.drain_s)
-    waiting = {"trainer hosts": (launched.hosts, plan.trainer), "edges": (launched.edges, plan.edge)}
+            launched.edges[stream.stream_id] = launched.edge_hosts[stream.stream_id]
+    streams = {s.stream_id: s for s in plan.streams}
+    for edge_host in plan.edge_hosts if config.transport == "ray" else []:
+        devices = {sid: dict(video=streams[sid].video, config_json=config_json, speed=config.speed,
+                             max_duration_s=config.duration_s, send_phase_s=streams[sid].send_phase_s,
+                             trainer=launched.trainers[sid], call_timeout_s=config.call_timeout_s, cache_dir=cache_dir,
+                             teacher=handle, label_key=streams[sid].label_key,
+                             teacher_eval_every=config.teacher_eval_every, drain_s=config.drain_s)
+                   for sid in edge_host.stream_ids}
+        actor = EdgeHost.options(**ray_options(plan.edge)).remote(devices)
+        launched.edge_hosts[edge_host.host_id] = actor
+        launched.edges.update({sid: actor for sid in edge_host.stream_ids})
+    waiting = {"trainer hosts": (launched.hosts, plan.trainer), "edge hosts": (launched.edge_hosts, plan.edge)}
     for role, seconds in _wait_ready(waiting, config.ready_timeout_s, say).items():
         launched.setup_s["trainers" if role == "trainer hosts" else "edges"] = seconds
 
@@ -237,7 +245,7 @@ def _deploy_ingress(config: FleetConfig, launched: Launched) -> tuple[str, dict[
 def _prepare_edges(launched: Launched, bundle_ref, timeout_s: float) -> None:
     """Each edge loads the model and readies its own video on its own node; a bad video
     fails its stream alone."""
-    _, errors, late = _settle({edge.prepare.remote(bundle_ref): sid for sid, edge in launched.edges.items()},
+    _, errors, late = _settle({edge.prepare.remote(sid, bundle_ref): sid for sid, edge in launched.edges.items()},
                               timeout_s)
     launched.failed.update(errors)
     launched.failed.update({sid: f"video not ready within {timeout_s:g} s" for sid in late})
@@ -246,7 +254,7 @@ def _prepare_edges(launched: Launched, bundle_ref, timeout_s: float) -> None:
 
 
 def _start(launched: Launched) -> dict:
-    return {edge.run.remote(): sid for sid, edge in launched.edges.items() if sid not in launched.failed}
+    return {edge.run.remote(sid): sid for sid, edge in launched.edges.items() if sid not in launched.failed}
 
 
 def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
@@ -278,7 +286,7 @@ def _watch(config: FleetConfig, launched: Launched, runs: dict, began: float,
 
 def _frames_done(launched: Launched, pending: list, runs: dict, reports: list[dict], last: dict[str, int]) -> int:
     """Frames played so far; an edge too busy to answer within 5 s counts what it said last."""
-    progress, _, _ = _settle({launched.edges[runs[ref]].progress.remote(): runs[ref] for ref in pending}, 5.0)
+    progress, _, _ = _settle({launched.edges[runs[ref]].progress.remote(runs[ref]): runs[ref] for ref in pending}, 5.0)
     last.update(progress)
     running = {runs[ref] for ref in pending}
     return sum(r["frames"] for r in reports) + sum(v for sid, v in last.items() if sid in running)
@@ -352,7 +360,7 @@ def _settle(calls: dict, timeout_s: float) -> tuple[dict, dict[object, str], lis
 
 def _teardown(launched: Launched) -> None:
     """Stop everything the run started; runs on success, error and Ctrl-C alike."""
-    for actor in [*launched.edges.values(), *launched.hosts.values(), launched.coordinator,
+    for actor in [*launched.edge_hosts.values(), *launched.hosts.values(), launched.coordinator,
                   *launched.memory_probes]:
         if actor is not None:
             try:

@@ -134,7 +134,7 @@ def faulted_run(ray_local, cache_dir, tmp_path_factory):
     faults = [Fault.parse("kill-trainer:stream-700@14"), Fault.parse("kill-edge:stream-701@10"),
               Fault.parse("kill-teacher@20")]
     config = FleetConfig(clients=3, duration_s=45.0, speed=1.5, cache_dir=cache_dir, seed_base=700,
-                         teacher_cpus=0.5, checkpoint_store=str(store), faults=faults)
+                         teacher_cpus=0.5, checkpoint_store=str(store), faults=faults, devices_per_edge_host=1)
     result = run_fleet(config)
     return result, {o["fault"]: o for o in fault_outcomes(result.faults, result.edges, result.trainers)}
 
@@ -183,8 +183,9 @@ def test_an_unwritable_checkpoint_store_is_reported_and_streams_go_on(ray_local,
 
 def test_a_corrupt_video_fails_its_stream_alone(ray_local, cache_dir, tmp_path):
     """Real files with their truth labels, shipped as bytes (the label directory is deleted
-    once the streams start, before any frame is scored); a pixel teacher. The good stream is
-    scored against its truth and the teacher apart."""
+    once the streams start, before any frame is scored); a pixel teacher. Both devices share
+    one edge process, and the broken one fails alone. The good stream is scored against its
+    truth and the teacher apart."""
     good = SyntheticSpec(520, 30.0, 128, 256).materialize(cache_dir).path
     truth = tmp_path / "truth"
     shutil.copytree(good.parent / "labels", truth)
@@ -192,13 +193,14 @@ def test_a_corrupt_video_fails_its_stream_alone(ray_local, cache_dir, tmp_path):
     broken.write_bytes(good.read_bytes()[:2000])  # a truncated upload of a real file
     config = FleetConfig(clients=2, duration_s=30.0, speed=2.0, cache_dir=cache_dir, seed_base=520,
                          teacher="tests.teacher_plugins:colour", teacher_cpus=0.5, videos=[good, broken],
-                         truth=[truth, truth], checkpoint_store=str(tmp_path / "store"))
+                         truth=[truth, truth], checkpoint_store=str(tmp_path / "store"), devices_per_edge_host=2)
     result = run_fleet(config, on_started=lambda edges, trainers: shutil.rmtree(truth))
     assert not truth.exists()
     assert set(result.failed) == {"stream-521"}
     assert "broken.mp4" in result.failed["stream-521"] and "corrupt" in result.failed["stream-521"]
     (edge,) = result.edges
     assert edge["stream_id"] == "stream-520" and edge["frames"] == 450 and edge["updates_applied"] >= 2
+    assert edge["devices_in_process"] == 2
     assert edge["miou"] != edge["pretrained_miou"] and 0 < edge["teacher_miou"] < 90 and edge["miou_vs_teacher"] != edge["miou"]
 
 

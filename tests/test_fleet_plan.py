@@ -9,7 +9,7 @@ def test_the_embedded_default_plans_one_synthetic_seed_per_stream_by_value():
     assert [s.stream_id for s in plan.streams] == ["stream-010", "stream-011", "stream-012"]
     assert plan.streams[1].video == SyntheticSpec(11, 60.0, 128, 256)
     assert plan.streams[1].label_key == "synthetic:11:60:128x256"
-    assert plan.trainer["CPU"] * len(plan.hosts) + plan.teacher["CPU"] + plan.edge["CPU"] * 3 <= 2.0
+    assert plan.trainer["CPU"] * len(plan.hosts) + plan.teacher["CPU"] + plan.edge["CPU"] * len(plan.edge_hosts) <= 2.0
     assert plan.deadline_s == default_deadline_s(60.0, 1.0) == 240.0
 
 
@@ -69,3 +69,34 @@ def test_an_autoscaled_teacher_is_placed_for_its_most_replicas():
     assert scaled.trainer["CPU"] < fixed.trainer["CPU"], "the replicas it may add are kept free"
     with pytest.raises(ValueError, match="teacher_max_replicas 1 is below teacher_replicas 2"):
         plan_fleet(FleetConfig(clients=2, teacher_replicas=2, teacher_max_replicas=1), nodes)
+
+
+def test_emulated_devices_are_pooled_one_edge_process_per_core_unless_asked_otherwise():
+    pooled = plan_fleet(FleetConfig(clients=256), [{"CPU": 2.0}])
+    assert [len(h.stream_ids) for h in pooled.edge_hosts] == [128, 128]
+    assert sorted(s for h in pooled.edge_hosts for s in h.stream_ids) == [s.stream_id for s in pooled.streams]
+    assert pooled.edge["CPU"] == 1.28 and pooled.demands[1].count == 2
+    on_edge_nodes = plan_fleet(FleetConfig(clients=10), [{"CPU": 4.0, "edge": 1.0}, {"CPU": 8.0, "server": 1.0}])
+    assert [len(h.stream_ids) for h in on_edge_nodes.edge_hosts] == [3, 3, 3, 1], "the edge node's 4 cores"
+    alone = plan_fleet(FleetConfig(clients=3, devices_per_edge_host=1), [{"CPU": 2.0}])
+    assert len(alone.edge_hosts) == 3
+    http = plan_fleet(FleetConfig(clients=3, transport="http"), [{"CPU": 2.0}])
+    assert len(http.edge_hosts) == 3, "the standalone HTTP client plays one device per process"
+    with pytest.raises(ValueError, match="one per process"):
+        plan_fleet(FleetConfig(clients=3, transport="http", devices_per_edge_host=2), [{"CPU": 2.0}])
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_fleet(FleetConfig(clients=3, devices_per_edge_host=0), [{"CPU": 2.0}])
+
+
+def test_a_scene_mix_gives_each_stream_its_kind_from_the_seed_and_the_scheduler_reaches_the_hosts():
+    config = FleetConfig(clients=8, scene_mix="static:0.25,slow:0.5,fast:0.25", scheduler="gain",
+                         fairness_floor_periods=3.0, hibernate_agreement=85.0)
+    plan = plan_fleet(config, [{"CPU": 2.0}])
+    kinds = [s.video.scenes for s in plan.streams]
+    assert sorted(kinds).count("static") == 2 and kinds.count("slow") == 4
+    assert kinds == [s.video.scenes for s in plan_fleet(config, [{"CPU": 2.0}]).streams]
+    assert plan.streams[0].label_key.endswith(f":{kinds[0]}") or kinds[0] == "mixed"
+    settings = plan.trainer_settings
+    assert (settings.scheduler, settings.fairness_floor_periods, settings.hibernate_agreement) == ("gain", 3.0, 85.0)
+    with pytest.raises(ValueError, match="real videos have the scenes they have"):
+        plan_fleet(FleetConfig(clients=1, scene_mix="fast"), [{"CPU": 2.0}], [VideoFile("a.mp4", b"\x00")])

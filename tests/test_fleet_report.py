@@ -128,3 +128,16 @@ def test_where_training_went_is_reported_with_capacity_the_worst_streams_and_by_
     rows = stream_rows(edges, trainers, {})
     assert [r["scenes"] for r in rows] == ["fast", "static", "static", "mixed"]
     assert rows[1]["rounds_deferred"] == 5 and rows[3]["rounds_deferred"] == 0
+
+
+def test_pooled_devices_are_charged_their_share_of_their_process_apart_from_the_server():
+    edges = [{**_edge(f"s{i}", 70.0, 60.0, [1.0]), "memory_mb": {"pss_mb": 200.0}, "devices_in_process": 4,
+              "edge_cpu_s": 3.0} for i in range(4)]
+    trainers = [{"stream_id": f"s{i}", "train_seconds": 1.0, "teacher_batches": [1], "restarted": False,
+                 "unlabelled_chunks": 0, "checkpoint": {"written": 1}, "rounds": 1} for i in range(4)]
+    summary = summarize(edges, trainers, {}, 4, 120.0, 1.0, machine_memory([], 0.0),
+                        server_cpu_s={"teacher": 10.0, "trainers": 30.0})
+    assert summary["edge_pss_mb"] == 200.0 and summary["edge_mb_per_device"] == 50.0
+    assert summary["devices_per_edge_host"] == 4
+    assert summary["server_cpu_s_per_stream_minute"] == pytest.approx(40.0 / 8)  # 4 streams x 2 minutes
+    assert summary["edge_cpu_s_per_stream_minute"] == pytest.approx(12.0 / 8)

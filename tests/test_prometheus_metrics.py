@@ -58,7 +58,7 @@ def scraped_run(tmp_path_factory, cache_dir):
                                   targets=[f"127.0.0.1:{metrics_port}"])
 
     def corrupt_one_packet(edges, trainers):
-        edges[STREAMS[0]].deliver.remote(b"AMSP-not-a-packet", time.time())
+        edges[STREAMS[0]].deliver.remote(STREAMS[0], b"AMSP-not-a-packet", time.time())
 
     last_progress = []
 
@@ -112,6 +112,7 @@ def test_counters_agree_with_the_run_reports(scraped_run):
     assert edges[STREAMS[0]]["rejected_packets"] and not edges[STREAMS[1]]["rejected_packets"]
     rounds = _by_stream(url, "ray_ams_stream_training_duration_seconds_count", ended)
     assert rounds == {t["stream_id"]: t["rounds"] for t in result.trainers}
+    assert _by_stream(url, 'ray_ams_stream_rounds_total{outcome="trained"}', ended) == rounds
     frames = _query(url, "sum(last_over_time(ray_ams_teacher_frames_total[10m]))", ended)
     batches = _query(url, "sum(last_over_time(ray_ams_teacher_batches_total[10m]))", ended)
     labelled = sum(len(t["teacher_batches"]) for t in result.trainers)

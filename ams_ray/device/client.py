@@ -1,7 +1,7 @@
 """One device's loop: sample frames at the server's rate, upload chunks, apply packets, score.
 
 Pure numpy + PyAV + ONNX Runtime (no torch), so the same object runs in the single-stream
-simulation, in a Ray `RayDevice` actor, and later in a standalone device client.
+simulation, in an emulated device (`actors/emulated_device.py`), and in the standalone device client.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
     kill-trainer:STREAM@S   the trainer of STREAM, S wall seconds after the streams start
     kill-teacher@S          one replica of the teacher deployment
-    kill-edge:STREAM@S      the device of STREAM (gone for good: that stream fails)
+    kill-edge:STREAM@S      the edge process playing STREAM (gone for good: its devices' streams fail;
+                            one stream with --devices-per-edge-host 1)
 
 `fault_outcomes` reads the streams' reports afterwards: for each fault, `recovered_s` is
 the wall time from the kill to the stream's next applied packet (for the teacher, to the

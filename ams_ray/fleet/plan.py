@@ -47,7 +47,8 @@ class FleetConfig:
     fused: bool | None = None  # fused training steps; default: on GPUs, off on CPUs (measured slower)
     fusion_window_s: float = 0.25  # rounds falling due this close together train as one fused step
     lockstep: bool = False  # every stream's send schedule in phase (the old behaviour); default: staggered
-    cpus_per_edge: float = 0.01
+    cpus_per_edge: float = 0.01  # per emulated device
+    devices_per_edge_host: int | None = None  # emulated devices per process; default: one process per edge core
     teacher_replicas: int = 1  # fixed, or the least when autoscaling
     teacher_max_replicas: int | None = None  # given: Serve autoscales between the two on ongoing requests
     teacher_batch: int = 8
@@ -95,12 +96,21 @@ class HostPlan:
 
 
 @dataclass(frozen=True)
+class EdgeHostPlan:
+    """One process of emulated devices (`actors/edge_host.py`) and the streams it plays."""
+
+    host_id: str
+    stream_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class FleetPlan:
     run_id: str
     streams: list[StreamPlan]
     hosts: list[HostPlan]
+    edge_hosts: list[EdgeHostPlan]
     trainer: dict[str, float]  # per trainer host
-    edge: dict[str, float]
+    edge: dict[str, float]  # per edge host
     teacher: dict[str, float]
     demands: list[Demand]
     trainer_settings: TrainerSettings
@@ -121,6 +131,13 @@ def default_streams_per_trainer(clients: int, cluster_gpus: float, trainer_cores
     """
     devices = int(cluster_gpus) if cluster_gpus >= 1 else max(1, trainer_cores)
     return max(1, math.ceil(clients / devices))
+
+
+def default_devices_per_edge_host(clients: int, edge_cores: int) -> int:
+    """One edge process per core: a process plays its devices on one event loop, so one per
+    core uses them all, and fewer processes than that would only leave cores idle while each
+    pays its ~95 MB. (Devices over HTTP run the standalone client, one per process.)"""
+    return max(1, math.ceil(clients / max(1, edge_cores)))
 
 
 def send_phases(count: int, period_s: float, seed: int, lockstep: bool) -> list[float]:
@@ -165,7 +182,15 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
     spare = trainer_cpus - config.teacher_cpus * teacher_replicas - edges_share
     cpus_per_trainer = config.cpus_per_trainer or min(1.0, max(0.001, round(0.9 * spare / host_count, 3)))
     trainer = trainer_resources(cluster_gpus, host_count, config.gpus_per_trainer, cpus_per_trainer, server_role)
-    edge = {"CPU": config.cpus_per_edge, **({edge_role: 0.001} if edge_role else {})}
+    if config.devices_per_edge_host is not None and config.devices_per_edge_host < 1:
+        raise ValueError(f"devices per edge host must be at least 1, got {config.devices_per_edge_host}")
+    if config.transport == "http" and (config.devices_per_edge_host or 1) > 1:
+        raise ValueError("devices over HTTP run the standalone client, one per process: devices per edge host is 1")
+    edge_cores = sum(int(n.get("CPU", 0.0)) for n in nodes if edge_role is None or edge_role in n)
+    per_edge_host = 1 if config.transport == "http" else (
+        config.devices_per_edge_host or default_devices_per_edge_host(config.clients, edge_cores))
+    edge_host_count = math.ceil(config.clients / per_edge_host)
+    edge = {"CPU": round(config.cpus_per_edge * per_edge_host, 3), **({edge_role: 0.001} if edge_role else {})}
     teacher = {"CPU": config.teacher_cpus, "GPU": config.teacher_gpus, **({server_role: 0.001} if server_role else {})}
     teacher = {k: v for k, v in teacher.items() if v > 0}
     ids = [f"stream-{config.seed_base + i:03d}" for i in range(config.clients)]
@@ -184,10 +209,12 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
         run_id=run_id,
         streams=[StreamPlan(sid, video, phase) for sid, video, phase in zip(ids, sources, phases)],
         hosts=[HostPlan(f"trainer-{h:02d}", tuple(ids[h * per_host:(h + 1) * per_host])) for h in range(host_count)],
+        edge_hosts=[EdgeHostPlan(f"edge-{h:02d}", tuple(ids[h * per_edge_host:(h + 1) * per_edge_host]))
+                    for h in range(edge_host_count)],
         trainer=trainer,
         edge=edge,
         teacher=teacher,
-        demands=[Demand("trainer host", host_count, trainer), Demand("edge", config.clients, edge),
+        demands=[Demand("trainer host", host_count, trainer), Demand("edge host", edge_host_count, edge),
                  Demand("teacher replica", teacher_replicas, teacher)],
         trainer_settings=TrainerSettings(f"{store.rstrip('/')}/{run_id}",
                                          config.call_timeout_s, fused, config.fusion_window_s,

@@ -152,7 +152,16 @@ def summarize(edges: list[dict], trainers: list[dict], failed: dict[str, str], c
             h["steps"] for h in hosts) else math.nan,
         "trainer_pss_mb": float(np.mean(host_pss)) if host_pss else math.nan,  # per process, at the end
         "trainer_mb_per_stream": sum(host_pss) / hosted if hosted else math.nan,
-        "edge_pss_mb": _mean_memory(edges, "pss_mb"),
+        "edge_pss_mb": _mean_memory(edges, "pss_mb"),  # per edge process
+        "edge_mb_per_device": _mean_known(e["memory_mb"]["pss_mb"] / e.get("devices_in_process", 1)
+                                          for e in edges if e.get("memory_mb")),
+        "devices_per_edge_host": max((e.get("devices_in_process", 1) for e in edges), default=0),
+        # CPU per minute of wall time each stream ran: the server's (teacher and trainer hosts) apart from
+        # the emulated devices' (their edge processes' share, from when they started playing)
+        "server_cpu_s_per_stream_minute": server_cpu / (len(ok) * wall_s / 60) if ok and wall_s else math.nan,
+        "edge_cpu_s_per_stream_minute": (sum(e["edge_cpu_s"] for e in edges if "edge_cpu_s" in e)
+                                         / (len(ok) * wall_s / 60)) if ok and wall_s and any(
+            "edge_cpu_s" in e for e in edges) else math.nan,
         "train_seconds_per_round": sum(t["train_seconds"] for t in trainers) / rounds if rounds else math.nan,
         # the training thread's CPU time: what a round costs when it has a core to itself
         "train_cpu_seconds_per_round": sum(t.get("train_cpu_seconds", math.nan) for t in trainers) / rounds

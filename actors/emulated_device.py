@@ -1,6 +1,6 @@
-"""RayDevice: one per device. Plays its video on a paced clock, runs the ONNX student,
-uploads chunks to its trainer and long-polls it for packets, as an HTTP device does. Never
-imports torch.
+"""EmulatedDevice: one emulated camera. Plays its video on a paced clock, runs the ONNX
+student, uploads chunks to its trainer and long-polls it for packets, as an HTTP device
+does. Never imports torch. An `EdgeHost` actor plays several of them on its event loop.
 
 An upload is answered once the trainer has the chunk (not once it is labelled), and a
 packet is taken from the stream's outbox as soon as it is made, so the downlink never waits
@@ -40,8 +40,7 @@ POLL_WAIT_S = 20.0  # one long-poll for a packet
 RETRY_AFTER_S = 1.0  # after a failed poll
 
 
-@ray.remote(max_restarts=0)
-class RayDevice:
+class EmulatedDevice:
     def __init__(self, stream_id: str, video: SyntheticSpec | VideoFile, config_json: str, speed: float,
                  max_duration_s: float | None, send_phase_s: float, trainer, call_timeout_s: float,
                  cache_dir: str | None = None, teacher=None, label_key: str | None = None,
@@ -85,9 +84,6 @@ class RayDevice:
         self.frames_done = 0
         self.max_lag_s = 0.0
         self._uploads: list[asyncio.Task] = []
-
-    def ready(self) -> str:
-        return ray.get_runtime_context().get_node_id()
 
     def prepare(self, bundle) -> float:
         """Load the model and make the video playable on this node (render a synthetic one
