@@ -85,6 +85,7 @@ class HostedStream:
         self.outbox = PacketOutbox()
         self.rounds_in_flight = 0
         self.deferred_rounds: dict[str, int] = {}  # due rounds the scheduler did not train, by reason
+        self.reverts = 0  # packets that put the device back on the pretrained model
         self.last_activity = time.monotonic()
         self.resumed_from = self._resume()
         for chunk in self.journal.waiting:  # accepted before a restart, never labelled: labelled now
@@ -195,9 +196,22 @@ class HostedStream:
         return labels
 
     def measure(self, frames: np.ndarray, labels: np.ndarray) -> None:
-        """How far the device's model is from the teacher on the newest chunk (off the event
-        loop: a forward pass); between this stream's rounds, as its worker runs both."""
-        self.value.observe(self.distiller.agreement(frames, labels), self.session.last_phi)
+        """How far the device's model (and the pretrained one) is from the teacher on the newest
+        chunk (off the event loop: two forward passes); between this stream's rounds, as its
+        worker runs both."""
+        held, pretrained = self.distiller.agreements(frames, labels)
+        self.value.observe(held, self.session.last_phi, pretrained)
+
+    def revert(self) -> bytes:
+        """The packet that puts the device back on the pretrained model (`OnlineDistiller.revert`),
+        logged like any packet it makes."""
+        packet = self.distiller.revert()
+        self.journal.packet_made(packet, self.session.progress(), self.distiller.mirror_arrays)
+        self.reverts += 1
+        self.metrics.rounds.inc(tags={"outcome": "reverted"})
+        log.info("stream %s: the device's model fell %.1f mIoU below the pretrained one; it gets the pretrained "
+                 "model back until its next round", self.stream_id, self.value.behind_pretrained_by)
+        return packet
 
     @contextmanager
     def _counting_problems(self) -> Iterator[None]:
@@ -330,6 +344,7 @@ class HostedStream:
                 "teacher_batches": self.teacher_batches, "teacher_seconds": self.teacher_seconds,
                 "labelled_wall": self.labelled_wall, "checkpoint": self.checkpoint,
                 "resumed_from_packet": self.resumed_from, "deferred_rounds": self.deferred_rounds,
+                "reverts": self.reverts,
                 "longest_round_wait_video_s": self.value.longest_wait_s, "agreement": self.value.agreement,
                 "expected_gain": self.value.expected_gain}
 

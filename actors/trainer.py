@@ -217,6 +217,9 @@ class TrainerHost(DeviceStreams):
         labels = stream.record(chunk, frames, results, submitted_wall)
         if self.round_policy.measures_agreement:
             await asyncio.get_running_loop().run_in_executor(self.scoring_thread, stream.measure, frames, labels)
+            if self.round_policy.reverts(stream.value) and not stream.distiller.at_pretrained:
+                packet = stream.revert()
+                await stream.post(stream.distiller.sequence, packet, chunk.sequence)
         await self._checkpoint_if_due(stream, chunk.last_packet, chunk.model_version)
         now_s = chunk.times_s[-1]
         return now_s if stream.session.due(now_s) else None
@@ -257,7 +260,9 @@ class TrainerHost(DeviceStreams):
         round_ = DueRound(stream, now_s, time.time(), loop.create_future())
         claim = RoundClaim.of(stream.stream_id, next(self.arrivals), stream.value, now_s)
         stream.priority = self.round_policy.priority(claim)
-        self.due.push(claim, round_)
+        displaced = self.due.push(claim, round_)
+        if displaced is not None and not displaced.reply.done():
+            displaced.reply.set_result(None)  # a round of the stream's earlier copy here, which was let go
         self.due_changed.set()
         return await round_.reply
 
@@ -313,8 +318,8 @@ class TrainerHost(DeviceStreams):
     async def _acquire_turn(self, priority: float) -> bool:
         """Wait for a turn, but never forever: past the timeout the rounds train anyway."""
         try:
-            return bool(await asyncio.wait_for(
-                self.coordinator.acquire.remote(self.host_id, self.incarnation, priority), self.settings.call_timeout_s))
+            asked = self.coordinator.acquire.remote(self.host_id, self.incarnation, priority)
+            return bool(await asyncio.wait_for(asked, self.settings.call_timeout_s))
         except (asyncio.TimeoutError, RayError) as exc:
             self.errors.count("turn_timeout")
             log.warning("host %s: no training turn (%s); training without one", self.host_id, type(exc).__name__)

@@ -37,10 +37,15 @@ from tqdm import tqdm  # noqa: E402
 
 from ams_ray.config import AmsConfig  # noqa: E402
 from ams_ray.fleet.capacity import no_update_reason  # noqa: E402
-from ams_ray.fleet.report import (http_figures, machine_memory, scheduling_figures, stream_rows,  # noqa: E402
-                                  summarize, write_report)
+from ams_ray.fleet.report import (  # noqa: E402
+    http_figures,
+    machine_memory,
+    scheduling_figures,
+    stream_rows,
+    summarize,
+    write_report,
+)
 from ams_ray.service.round_policy import SCHEDULERS  # noqa: E402
-
 
 SERVE_PROBE_DEADLINE_ENV, SERVE_PROBE_DEADLINE_S = "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S", "10"
 

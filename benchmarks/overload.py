@@ -110,8 +110,9 @@ def goal_lines(rows: list[dict], unloaded: dict[str, float]) -> list[str]:
     lines = []
     gain1, fifo1 = at.get(("gain", 1.0)), at.get(("fifo", 1.0))
     if gain1 and fifo1:
+        close = abs(gain1["mean_gain"] - fifo1["mean_gain"]) <= 0.5
         lines.append(f"1x: gain {gain1['mean_gain']:+.2f} vs fifo {fifo1['mean_gain']:+.2f} "
-                     f"(goal: within 0.5): {'met' if abs(gain1['mean_gain'] - fifo1['mean_gain']) <= 0.5 else 'NOT met'}")
+                     f"(goal: within 0.5): {'met' if close else 'NOT met'}")
     base = unloaded.get("gain")
     for load, share in ((2.0, 0.8), (4.0, 0.6)):
         r = at.get(("gain", load))

@@ -4,7 +4,7 @@ streams per GPU) and tabulate what multi_client.py measures at each point.
     python benchmarks/scaling.py --clients 1 4 8 16 32 --duration 60 --speed 0.25 --results-dir runs/scaling
     python benchmarks/scaling.py --clients 8 16 32 64 128 --streams-per-trainer 1 pooled --speed 0.125
     python benchmarks/scaling.py --clients 8 16 --schedulers concurrent fifo --streams-per-gpu 2 4
-    python benchmarks/scaling.py --clients 32 64 128 256 --duration 30 --speed 0.125 --teacher oracle --schedulers fifo gain
+    python benchmarks/scaling.py --clients 32 64 128 256 --duration 30 --speed 0.125 --teacher oracle
     python benchmarks/scaling.py --from-json runs/scaling/scaling.json --reference runs/compare60/summary.json
 
 `--streams-per-trainer`: 1 is a process per stream, `pooled` the default (one host per GPU

@@ -81,6 +81,7 @@ class Launched:
     memory_probes: list = field(default_factory=list)
     teacher_deployed: bool = False  # set before deploying: a deployment that fails half-way is deleted too
     teacher: object = None  # its handle
+    calibrating: dict = field(default_factory=dict)  # TrainerHost.calibrate calls -> host id, while the edges prepare
     ingress_deployed: bool = False  # transport "http": the device ingress app
     failed: dict[str, str] = field(default_factory=dict)
     setup_s: dict[str, float] = field(default_factory=dict)
@@ -137,8 +138,9 @@ def run_fleet(config: FleetConfig, on_progress: ProgressCallback | None = None,
 
 
 def _calibrate(launched: Launched, timeout_s: float) -> float:
-    """C, from one round on every host at once (`TrainerHost.calibrate`); NaN if none answered."""
-    seconds, _, _ = _settle({host.calibrate.remote(): hid for hid, host in launched.hosts.items()}, timeout_s)
+    """C, from one round on every host at once (`TrainerHost.calibrate`, asked while the edges
+    prepared their videos, so the hosts shared the cores as they will); NaN if none answered."""
+    seconds, _, _ = _settle(launched.calibrating, timeout_s)
     return rounds_capacity(list(seconds.values()))
 
 
@@ -204,6 +206,7 @@ def _launch(config: FleetConfig, launched: Launched, student: StudentSpec, say: 
         launched.setup_s["trainers" if role == "trainer hosts" else "edges"] = seconds
 
     phase = time.time()
+    launched.calibrating = {host.calibrate.remote(): hid for hid, host in launched.hosts.items()}
     # One copy of the model for every edge; an HTTP device fetches its own, as in the field.
     bundle = None if config.transport == "http" else ray.put(
         ray.get(next(iter(launched.hosts.values())).edge_bundle.remote(), timeout=config.call_timeout_s))

@@ -223,7 +223,8 @@ class DeviceIngress:
 
     async def _recipe(self) -> HostRecipe:
         s = self.settings
-        trainer = TrainerSettings(s.checkpoint_url, s.call_timeout_s, idle_retire_s=s.idle_retire_s, scheduler=s.scheduler)
+        trainer = TrainerSettings(s.checkpoint_url, s.call_timeout_s, idle_retire_s=s.idle_retire_s,
+                                  scheduler=s.scheduler)
         return HostRecipe(self.student, await self.teacher.num_classes.remote(None), self.profile.model_dump_json(),
                           s.strategy, self.teacher, trainer, s.cpus_per_trainer, s.trainer_gpus)
 

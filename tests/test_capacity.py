@@ -1,7 +1,15 @@
 """Demand against capacity, and the verdict on a run that helped no device."""
 
-from ams_ray.fleet.capacity import (RunShape, TeacherLoad, TrainerLoad, no_update_reason, plan_warnings,
-                                    rounds_capacity, teacher_warnings, trainer_warnings)
+from ams_ray.fleet.capacity import (
+    RunShape,
+    TeacherLoad,
+    TrainerLoad,
+    no_update_reason,
+    plan_warnings,
+    rounds_capacity,
+    teacher_warnings,
+    trainer_warnings,
+)
 
 SHAPE = RunShape(streams=64, speed=0.125, period_s=10.0, teacher_replicas=1)
 

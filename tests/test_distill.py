@@ -92,3 +92,23 @@ def test_window_evicts_old_frames_and_favours_recent_ones():
     assert len(win) == 11  # t = 19 .. 29
     _, batch = win.sample(np.random.default_rng(0), 200, recent_fraction=1.0, recent_s=2.0)
     assert set(np.unique(batch[:, 0, 0])) <= {27, 28, 29}
+
+
+def test_a_revert_puts_the_device_and_the_mirror_back_on_the_pretrained_model(window):
+    from ams_ray.device.client import DeviceClient
+
+    distiller = _distiller(Strategy("gradient_guided", 0.1), iterations=20, learning_rate=5e-3)
+    frames, labels = window.sample(np.random.default_rng(0), 8, 0.0, 10.0)
+    device = DeviceClient("s", distiller.edge_bundle(64, 128), 1.0, 10.0)
+    held, pretrained = distiller.agreements(frames, labels)
+    assert distiller.at_pretrained and held == pretrained
+    assert device.apply_packet(distiller.train_round(window).packet) and not distiller.at_pretrained
+    trained, pretrained = distiller.agreements(frames, labels)
+    assert trained != pretrained
+    packet = distiller.revert()
+    assert len(packet) < 300 and distiller.at_pretrained, "no deltas: a few bytes"
+    assert device.apply_packet(packet) and device.model.version == distiller.version == 2
+    assert distiller.agreements(frames, labels) == (pretrained, pretrained)
+    replayed = _distiller(Strategy("gradient_guided", 0.1))
+    replayed.replay(packet)
+    assert all(torch.equal(m, p) for m, p in zip(replayed.mirror, replayed.pretrained)), "the log replays it"

@@ -3,8 +3,14 @@ import json
 
 import pytest
 
-from ams_ray.fleet.report import (machine_memory, mean_teacher_batch, scheduling_figures, stream_rows, summarize,
-                                  write_report)
+from ams_ray.fleet.report import (
+    machine_memory,
+    mean_teacher_batch,
+    scheduling_figures,
+    stream_rows,
+    summarize,
+    write_report,
+)
 
 
 def _edge(sid, miou, base, staleness):

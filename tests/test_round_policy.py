@@ -3,7 +3,13 @@
 import pytest
 
 from ams_ray.learn.training_value import TrainingValue
-from ams_ray.service.round_policy import (FLOOR_PRIORITY, GainPolicy, RoundClaim, RoundQueue, make_round_policy)
+from ams_ray.service.round_policy import (
+    FLOOR_PRIORITY,
+    GainPolicy,
+    RoundClaim,
+    RoundQueue,
+    make_round_policy,
+)
 
 PERIOD_S = 10.0
 
@@ -87,14 +93,24 @@ def test_a_hibernating_stream_wakes_when_its_agreement_drops():
     assert not make_round_policy("fifo", PERIOD_S).hibernates(_value(agreement=99.0)), "only gain hibernates"
 
 
-def test_a_stream_asks_once_per_round_and_unknown_schedulers_are_refused():
+def test_a_stream_has_one_round_waiting_and_unknown_schedulers_are_refused():
     queue = RoundQueue(make_round_policy("gain", PERIOD_S))
-    queue.push(RoundClaim("a", 0, 0.0, 0.0, 1.0), 1)
-    with pytest.raises(ValueError, match="already has a round waiting"):
-        queue.push(RoundClaim("a", 1, 0.0, 0.0, 1.0), 2)
+    assert queue.push(RoundClaim("a", 0, 0.0, 0.0, 1.0), 1) is None
+    assert queue.push(RoundClaim("a", 1, 0.0, 0.0, 1.0), 2) == 1, "a stream reopened here displaces its old round"
+    assert len(queue) == 1 and queue.pop()[1] == 2
     with pytest.raises(ValueError, match="unknown scheduler 'fastest'"):
         make_round_policy("fastest", PERIOD_S)
     with pytest.raises(ValueError, match="positive period"):
         GainPolicy(PERIOD_S, floor_periods=0)
     with pytest.raises(IndexError):
         RoundQueue(make_round_policy("fifo", PERIOD_S)).pop()
+
+
+def test_gain_reverts_a_device_whose_model_fell_below_the_pretrained_one():
+    value = TrainingValue()
+    value.observe(60.0, 0.9, pretrained_agreement=63.0)
+    policy = GainPolicy(PERIOD_S)
+    assert value.behind_pretrained_by == 3.0 and not policy.reverts(value), "within the noise of one chunk"
+    value.observe(55.0, 0.6, pretrained_agreement=70.0)  # the scene changed under the adapted model
+    assert policy.reverts(value)
+    assert not make_round_policy("fifo", PERIOD_S).reverts(value), "only gain reverts"

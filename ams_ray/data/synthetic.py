@@ -55,6 +55,7 @@ class Scene:
     objects: list[MovingObject]
 
 
+STATIC_SCENE_S = 3600.0  # a fixed camera's colours and light drift over an hour, not over one short video
 SCENE_KINDS: dict[str, tuple[float, float] | None] = {
     "mixed": (30.0, 120.0),  # the default world: a new scene every half minute to two minutes
     "static": None,  # a fixed camera over one scene for the whole video
@@ -104,7 +105,7 @@ class SyntheticVideo:
     def _draw_scene_bounds(self, scene_range_s: tuple[float, float] | None) -> list[float]:
         bounds, t = [0.0], 0.0
         if scene_range_s is None:
-            return [0.0, self.duration_s]  # one scene; its colours and light drift over the whole video
+            return [0.0, max(self.duration_s, STATIC_SCENE_S)]  # one scene, drifting as slowly as a day's light
         while t < self.duration_s:
             t += float(self._rng.uniform(*scene_range_s))
             bounds.append(t)

@@ -29,8 +29,15 @@ from ams_ray.device.runtime import DeviceModelBundle
 from ams_ray.learn.window import FrameWindow
 from ams_ray.models.onnx_export import export_edge_bundle
 from ams_ray.models.students import StudentNet, trainable_names
-from ams_ray.wire.codec import (Encoding, PacketError, ParamLayout, TensorDelta, UpdatePacket, decode_packet,
-                                encode_packet)
+from ams_ray.wire.codec import (
+    Encoding,
+    PacketError,
+    ParamLayout,
+    TensorDelta,
+    UpdatePacket,
+    decode_packet,
+    encode_packet,
+)
 
 log = logging.getLogger(__name__)
 StrategyKind = Literal["full", "gradient_guided", "last_layers"]
@@ -89,6 +96,7 @@ class OnlineDistiller:
         self.mirror = [p.detach().clone() for p in self.params]
         self.version = 0
         self.sequence = 0
+        self.at_pretrained = True  # the mirror is the pretrained model (a revert would change nothing)
 
     # ------------------------------------------------------------------ state
     @property
@@ -105,6 +113,7 @@ class OnlineDistiller:
             raise ValueError(f"stream {self.stream_id}: saved weights do not match the model's trainable tensors")
         self.mirror = [torch.from_numpy(np.array(m, dtype=np.float32)).to(self.device) for m in mirror]
         self.version, self.sequence = version, sequence
+        self.at_pretrained = False
         self._load(self.mirror)
 
     def replay(self, data: bytes) -> None:
@@ -145,15 +154,36 @@ class OnlineDistiller:
         fetched it): so does the server, and its next packet applies to version 0."""
         self.mirror = [p.clone() for p in self.pretrained]
         self.version = 0
+        self.at_pretrained = True
         self._load(self.mirror)
 
-    def agreement(self, frames: np.ndarray, labels: np.ndarray) -> float:
-        """mIoU (points) of the model the device holds against `labels` on `frames`: how far
-        one more round could still move it (`ams_ray.learn.training_value`). Called between
-        this stream's rounds, when the model holds the mirror."""
+    def agreements(self, frames: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """mIoU (points) against `labels` on `frames` of the model the device holds and of the
+        pretrained one: how far one more round could still move it, and whether it has fallen
+        behind where it started (`ams_ray.learn.training_value`). Called between this stream's
+        rounds, when the model holds the mirror."""
+        held = self._agreement(frames, labels)
+        self._load(self.pretrained)
+        try:
+            return held, self._agreement(frames, labels)
+        finally:
+            self._load(self.mirror)
+
+    def _agreement(self, frames: np.ndarray, labels: np.ndarray) -> float:
         with torch.no_grad():
             predicted = self.model(torch.from_numpy(frames).to(self.device)).argmax(1).cpu().numpy()
         return float(np.mean([frame_miou(p, t, self.model.num_classes) for p, t in zip(predicted, labels)]))
+
+    def revert(self) -> bytes:
+        """A packet that puts the device back on the pretrained model: no deltas, against
+        version 0. For a device whose adapted model fell behind the pretrained one (its scene
+        changed) while its next round waits: a few bytes, and no training."""
+        self.sequence += 1
+        packet = UpdatePacket(stream_id=self.stream_id, sequence=self.sequence, base_version=0,
+                              version=self.version + 1, fingerprint=self.layout.fingerprint, tensors=[])
+        data = encode_packet(packet, self.layout, self.encoding)
+        self._advance_mirror(decode_packet(data, self.layout), restart=True)
+        return data
 
     def edge_bundle(self, height: int, width: int) -> DeviceModelBundle:
         """The pretrained model as the device receives it at start."""
@@ -280,4 +310,5 @@ class OnlineDistiller:
                 flat[torch.from_numpy(t.coords).to(flat.device)] += values
         self.mirror = mirror
         self.version = packet.version
+        self.at_pretrained = restart and not packet.tensors
         self._load(self.mirror)

@@ -13,6 +13,9 @@ the best cheap estimate of that is how far the device's model is from the teache
   agrees now, so it adds to the estimate (`DRIFT_WEIGHT`).
 - the stream's own round time: the estimate is per second of training, so a student that
   trains in half the time is worth twice as much per turn.
+- the pretrained model's agreement on the same frames: a device whose adapted model fell
+  below it (its scene changed under it) is better off on the pretrained model until its next
+  round, and `behind_pretrained_by` says by how much (newest chunk, not smoothed).
 
 Smoothed over chunks (`SMOOTHING`), since a chunk carries a handful of frames.
 """
@@ -31,15 +34,18 @@ MIN_ROUND_S = 0.05  # a round never counts as free
 class TrainingValue:
     agreement: float | None = None  # mIoU points, device model vs teacher, smoothed
     phi: float | None = None  # 0..1, smoothed
+    behind_pretrained_by: float = 0.0  # mIoU points the pretrained model beat the device's on the newest chunk
     round_s: float | None = None  # training seconds per round, smoothed
     last_trained_s: float = 0.0  # video time of the stream's newest trained round
     waiting_since_s: float | None = None  # video time its oldest unanswered due round fell due
     longest_wait_s: float = 0.0  # video seconds a due round waited for training, at most
 
-    def observe(self, agreement: float | None, phi: float | None) -> None:
+    def observe(self, agreement: float | None, phi: float | None, pretrained_agreement: float | None = None) -> None:
         """Fold in the newest labelled chunk."""
         self.agreement = _smoothed(self.agreement, agreement)
         self.phi = _smoothed(self.phi, phi)
+        if agreement is not None and pretrained_agreement is not None:
+            self.behind_pretrained_by = pretrained_agreement - agreement
 
     @property
     def expected_gain(self) -> float:

@@ -17,7 +17,10 @@ and the policy only orders them; past capacity it decides who is helped. Pure bo
     stream asks again with that chunk (a fresher window and a longer wait), instead of
     holding its stream's labelling while it waits;
   - hibernation (ATR's idea across streams): a stream whose device model already agrees
-    with the teacher to `hibernate_agreement` mIoU asks for no round until it drops below.
+    with the teacher to `hibernate_agreement` mIoU asks for no round until it drops below;
+  - reverting: a device whose adapted model fell `revert_margin` mIoU below the pretrained
+    one on the newest chunk (its scene changed) is sent the pretrained model at once, a
+    packet without training, rather than keep a harmful model until its round is trained.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Generic, TypeVar
 from ams_ray.learn.training_value import TrainingValue
 
 FLOOR_PRIORITY = 1e6  # above any expected gain per second: a stream at its floor goes first
+REVERT_MARGIN = 5.0  # mIoU points below the pretrained model on one chunk (a few frames) that is no noise
 Ticket = TypeVar("Ticket")
 
 
@@ -66,6 +70,10 @@ class FifoPolicy:
     def hibernates(self, value: TrainingValue) -> bool:
         return False
 
+    def reverts(self, value: TrainingValue) -> bool:
+        """Whether the device should be put back on the pretrained model now."""
+        return False
+
 
 class RoundRobinPolicy(FifoPolicy):
     name = "round_robin"
@@ -82,10 +90,13 @@ class GainPolicy(FifoPolicy):
     defers = True
     measures_agreement = True
 
-    def __init__(self, period_s: float, floor_periods: float = 4.0, hibernate_agreement: float = 90.0) -> None:
+    def __init__(self, period_s: float, floor_periods: float = 4.0, hibernate_agreement: float = 90.0,
+                 revert_margin: float = REVERT_MARGIN) -> None:
         if period_s <= 0 or floor_periods <= 0:
-            raise ValueError(f"the fairness floor needs a positive period and count, got {period_s} s x {floor_periods}")
+            raise ValueError(f"the fairness floor needs a positive period and count, got {period_s} s x "
+                             f"{floor_periods}")
         self.floor_s, self.hibernate_agreement = period_s * floor_periods, hibernate_agreement
+        self.revert_margin = revert_margin
 
     def protected(self, claim: RoundClaim) -> bool:
         return claim.waited_s >= self.floor_s
@@ -100,6 +111,9 @@ class GainPolicy(FifoPolicy):
 
     def hibernates(self, value: TrainingValue) -> bool:
         return value.agreement is not None and value.agreement >= self.hibernate_agreement
+
+    def reverts(self, value: TrainingValue) -> bool:
+        return value.behind_pretrained_by >= self.revert_margin
 
 
 SCHEDULERS = ("fifo", "round_robin", "gain", "concurrent")
@@ -129,10 +143,12 @@ class RoundQueue(Generic[Ticket]):
     def __contains__(self, stream_id: str) -> bool:
         return stream_id in self._waiting
 
-    def push(self, claim: RoundClaim, ticket: Ticket) -> None:
-        if claim.stream_id in self._waiting:
-            raise ValueError(f"stream {claim.stream_id} already has a round waiting")
+    def push(self, claim: RoundClaim, ticket: Ticket) -> Ticket | None:
+        """Queue a stream's round; returns the ticket of a round of the same stream it displaced
+        (one a host left behind when it reopened the stream), for the caller to answer."""
+        displaced = self._waiting.pop(claim.stream_id, None)
         self._waiting[claim.stream_id] = (claim, ticket)
+        return displaced[1] if displaced is not None else None
 
     def best(self) -> RoundClaim | None:
         if not self._waiting:
