@@ -95,7 +95,7 @@ class TrainerHost(DeviceStreams):
         self.training_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-train")
         self.scoring_thread = ThreadPoolExecutor(1, thread_name_prefix="ams-agreement")
         self.round_policy = make_round_policy(settings.scheduler, config.training.period_s,
-                                              settings.fairness_floor_periods, settings.hibernate_agreement)
+                                              settings.fairness_floor_periods, settings.hibernate_gain)
         self.due: RoundQueue[DueRound] = RoundQueue(self.round_policy)
         self.due_changed: asyncio.Event | None = None  # made on the actor's event loop, at the first round
         self.arrivals = itertools.count()  # the order rounds join the queue in

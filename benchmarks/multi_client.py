@@ -86,9 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "due round starts at once and they share the device")
     p.add_argument("--fairness-floor", type=float, default=4.0, metavar="PERIODS",
                    help="gain: no due round waits longer than this many training periods (default %(default)s)")
-    p.add_argument("--hibernate-agreement", type=float, default=90.0, metavar="MIOU",
-                   help="gain: a stream whose model agrees with the teacher this well asks for no round "
-                        "(default %(default)s; above 100: never)")
+    p.add_argument("--hibernate-below", dest="hibernate_gain", type=float, default=4.0, metavar="POINTS",
+                   help="gain: a stream whose next round would win fewer mIoU points (its model agrees with the "
+                        "teacher as well as its training got it) asks for none (default %(default)s; 0: never)")
     p.add_argument("--scene-mix", default=None, metavar="KIND:SHARE,...",
                    help="cameras of the embedded default that differ: e.g. static:0.25,slow:0.5,fast:0.25 (static: "
                         "one scene, slow: a new one every 2-4 min, fast: every 20-40 s; default: all mixed, 30-120 s)")
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     connect(args.address, num_cpus=args.num_cpus, metrics_export_port=args.metrics_port)
     config = FleetConfig(clients=args.clients, duration_s=args.duration, speed=args.speed, teacher=args.teacher,
                          student=args.student, strategy=args.strategy, scheduler=args.scheduler, videos=args.videos,
-                         fairness_floor_periods=args.fairness_floor, hibernate_agreement=args.hibernate_agreement,
+                         fairness_floor_periods=args.fairness_floor, hibernate_gain=args.hibernate_gain,
                          scene_mix=args.scene_mix,
                          truth=args.truth,
                          gpus_per_trainer=args.gpus_per_trainer, streams_per_trainer=args.streams_per_trainer,

@@ -46,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher", default="oracle")
     p.add_argument("--capacity", type=float, default=None, help="C in rounds/s (default: measured first)")
     p.add_argument("--fairness-floor", type=float, default=None, help="gain's floor in periods (default: its own)")
-    p.add_argument("--hibernate-agreement", type=float, default=None)
+    p.add_argument("--hibernate-below", dest="hibernate_gain", type=float, default=None,
+                   help="gain's hibernation threshold in mIoU points (default: its own)")
     p.add_argument("--seed-base", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/overload"))
     args = p.parse_args(argv)
@@ -63,8 +64,8 @@ def fleet_run(args: argparse.Namespace, name: str, scheduler: str, speed: float,
                "--metrics-flush-s", "0", "--out", str(out)]
     if args.fairness_floor is not None:
         command += ["--fairness-floor", str(args.fairness_floor)]
-    if args.hibernate_agreement is not None:
-        command += ["--hibernate-agreement", str(args.hibernate_agreement)]
+    if args.hibernate_gain is not None:
+        command += ["--hibernate-below", str(args.hibernate_gain)]
     print(f"== {name}: {scheduler} at {speed:.3g}x", flush=True)
     proc = subprocess.run(command, stdout=subprocess.DEVNULL)
     if not (out / "summary.json").is_file():

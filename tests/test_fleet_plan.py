@@ -90,13 +90,13 @@ def test_emulated_devices_are_pooled_one_edge_process_per_core_unless_asked_othe
 
 def test_a_scene_mix_gives_each_stream_its_kind_from_the_seed_and_the_scheduler_reaches_the_hosts():
     config = FleetConfig(clients=8, scene_mix="static:0.25,slow:0.5,fast:0.25", scheduler="gain",
-                         fairness_floor_periods=3.0, hibernate_agreement=85.0)
+                         fairness_floor_periods=3.0, hibernate_gain=3.0)
     plan = plan_fleet(config, [{"CPU": 2.0}])
     kinds = [s.video.scenes for s in plan.streams]
     assert sorted(kinds).count("static") == 2 and kinds.count("slow") == 4
     assert kinds == [s.video.scenes for s in plan_fleet(config, [{"CPU": 2.0}]).streams]
     assert plan.streams[0].label_key.endswith(f":{kinds[0]}") or kinds[0] == "mixed"
     settings = plan.trainer_settings
-    assert (settings.scheduler, settings.fairness_floor_periods, settings.hibernate_agreement) == ("gain", 3.0, 85.0)
+    assert (settings.scheduler, settings.fairness_floor_periods, settings.hibernate_gain) == ("gain", 3.0, 3.0)
     with pytest.raises(ValueError, match="real videos have the scenes they have"):
         plan_fleet(FleetConfig(clients=1, scene_mix="fast"), [{"CPU": 2.0}], [VideoFile("a.mp4", b"\x00")])

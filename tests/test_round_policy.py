@@ -37,7 +37,7 @@ def test_the_fairness_floor_bounds_every_wait_while_better_streams_keep_asking()
     the first, yet no due round waits past the floor plus the period it takes to be picked,
     and above the floor the stream worth most trains most."""
     floor_periods = 3
-    policy = GainPolicy(PERIOD_S, floor_periods=floor_periods, hibernate_agreement=101.0)
+    policy = GainPolicy(PERIOD_S, floor_periods=floor_periods, hibernate_gain=0.0)  # never hibernates
     agreement = {"s0": 60.0, "s1": 70.0, "s2": 80.0}
     values = {sid: _value(a) for sid, a in agreement.items()}
     queue: RoundQueue[str] = RoundQueue(policy)
@@ -84,13 +84,18 @@ def test_round_robin_trains_the_stream_trained_least_recently_first():
     assert [claim.stream_id for claim, _ in queue.pop_all()] == ["neglected", "recent"]
 
 
-def test_a_hibernating_stream_wakes_when_its_agreement_drops():
-    policy = GainPolicy(PERIOD_S, hibernate_agreement=85.0)
-    value = _value(agreement=92.0)
-    assert policy.hibernates(value)
-    value.observe(60.0, 0.6)  # the scene changed: the model no longer agrees with the teacher
-    assert not policy.hibernates(value)
-    assert not make_round_policy("fifo", PERIOD_S).hibernates(_value(agreement=99.0)), "only gain hibernates"
+def test_a_stream_that_agrees_as_well_as_its_training_got_it_hibernates_and_wakes_when_its_scene_moves():
+    policy = GainPolicy(PERIOD_S, hibernate_gain=4.0)
+    value = TrainingValue()
+    value.observe(60.0, 0.99)
+    assert not policy.hibernates(value), "before its first round a stream's ceiling is 100"
+    value.trained(10.0, 1.0)
+    for _ in range(3):
+        value.observe(88.0, 0.99)  # trained: the model now agrees with the teacher and levels off
+    assert policy.hibernates(value) and value.expected_gain < 4.0
+    value.observe(50.0, 0.6)  # the scene changed: far below where training got it
+    assert not policy.hibernates(value) and value.expected_gain > 20.0
+    assert not make_round_policy("fifo", PERIOD_S).hibernates(value.__class__()), "only gain hibernates"
 
 
 def test_a_stream_has_one_round_waiting_and_unknown_schedulers_are_refused():

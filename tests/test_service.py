@@ -290,18 +290,20 @@ def test_the_kuberay_manifest_deploys_the_same_app_sized_for_a_cluster():
 
 
 def test_the_app_is_sized_as_its_settings_say():
-    """Replicas and GPUs reach Serve's deployment options; trainer GPUs reach the hosts' recipe."""
-    from serve.app import build_app
+    """Replicas and GPUs reach Serve's deployment options; trainer GPUs and the scheduler reach
+    the hosts' recipe."""
+    from serve.app import build_app, parse_args
 
     ingress = build_app({"state_url": "/tmp/unused", "ingress_replicas": "2..4", "teacher_replicas": "1..3",
-                         "teacher_gpus": 0.5, "trainer_gpus": 0.25})._bound_deployment
+                         "teacher_gpus": 0.5, "trainer_gpus": 0.25, "scheduler": "gain"})._bound_deployment
     scaling = ingress._deployment_config.autoscaling_config
     assert (scaling.min_replicas, scaling.max_replicas) == (2, 4)
     teacher = ingress.init_args[0]._bound_deployment
     assert teacher.ray_actor_options["num_gpus"] == 0.5
     assert (teacher._deployment_config.autoscaling_config.min_replicas,
             teacher._deployment_config.autoscaling_config.max_replicas) == (1, 3)
-    assert ingress.init_args[1].trainer_gpus == 0.25
+    assert ingress.init_args[1].trainer_gpus == 0.25 and ingress.init_args[1].scheduler == "gain"
+    assert parse_args(["--scheduler", "round_robin"]).scheduler == "round_robin"
     fixed = build_app({"state_url": "/tmp/unused", "ingress_replicas": 3})._bound_deployment
     assert fixed.num_replicas == 3 and fixed._deployment_config.autoscaling_config is None
 

@@ -1,6 +1,8 @@
 """What a round is worth to a stream: its model's distance to the teacher, drift, and cost."""
 
-from ams_ray.learn.training_value import DRIFT_WEIGHT, TrainingValue
+import pytest
+
+from ams_ray.learn.training_value import CEILING_DECAY, DRIFT_WEIGHT, TrainingValue
 
 
 def test_a_model_far_from_its_teacher_on_a_moving_scene_is_worth_more_per_second():
@@ -44,3 +46,16 @@ def test_a_wait_ends_when_the_round_is_answered_not_when_it_fell_due():
     value.asked(10.0)
     value.trained(10.0, 1.0, answered_s=40.0)  # due at 10 s of video, trained when the stream was at 40 s
     assert value.longest_wait_s == 30.0 and value.last_trained_s == 10.0
+
+
+def test_what_a_round_can_win_is_measured_up_to_where_training_got_the_stream_not_up_to_100():
+    fixed = TrainingValue()
+    fixed.observe(62.0, 0.99)
+    assert fixed.ceiling is None and fixed.expected_gain == pytest.approx(38.0 + DRIFT_WEIGHT), "untrained: up to 100"
+    fixed.trained(10.0, 1.0)
+    fixed.observe(80.0, 0.99)
+    fixed.observe(80.0, 0.99)
+    assert fixed.ceiling == 75.5 and fixed.expected_gain == pytest.approx(DRIFT_WEIGHT), "levelled off near 80"
+    for _ in range(10):
+        fixed.observe(70.0, 0.99)  # a harder stretch: the ceiling sinks towards what is reached now
+    assert 70.0 < fixed.ceiling < 75.5 - 9 * CEILING_DECAY + 1e-9

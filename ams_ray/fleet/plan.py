@@ -35,7 +35,7 @@ class FleetConfig:
     strategy: str = "ams_gg10"
     scheduler: str = "fifo"  # which due round trains first (`ams_ray.service.round_policy`)
     fairness_floor_periods: float = 4.0  # gain: no due round waits longer than this many training periods
-    hibernate_agreement: float = 90.0  # gain: a stream whose model agrees this well (mIoU) asks for no round
+    hibernate_gain: float = 4.0  # gain: a stream whose next round would win fewer mIoU points asks for none
     scene_mix: str | None = None  # e.g. "static:0.25,slow:0.5,fast:0.25" (`SceneMix`); None: every camera "mixed"
     profile: str = "cpu"
     seed_base: int = 0
@@ -222,6 +222,6 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
                                          label_backlog_chunks=config.label_backlog_chunks,
                                          scheduler=config.scheduler,
                                          fairness_floor_periods=config.fairness_floor_periods,
-                                         hibernate_agreement=config.hibernate_agreement),
+                                         hibernate_gain=config.hibernate_gain),
         deadline_s=config.deadline_s or default_deadline_s(config.duration_s, config.speed),
     )

@@ -3,12 +3,18 @@
 Inside one stream, AMS reads phi (how much the teacher's labels change between samples) to
 set its sampling rate and training period. Across streams the same question decides who
 trains when the server cannot train everyone: a round is worth what it can still win, and
-the best cheap estimate of that is how far the device's model is from the teacher now.
+the best cheap estimate of that is how far the device's model has fallen from where its
+training got it.
 
 - `agreement`: mIoU (points) of the model the device holds against the teacher's labels of
   the newest chunk, measured by the server on frames it labelled anyway. A camera whose
   scene just changed drops to 50-65 here with the tiny student; one that was trained on its
-  scene sits at 80-90 (measured on the synthetic world, `--scene-mix`).
+  scene sits at 78-92 (measured on the synthetic world, `--scene-mix`), and stays there.
+- `ceiling`: the best (smoothed) agreement the stream reached since its first round, sinking
+  `CEILING_DECAY` points a chunk so a harder scene lowers it. What a round can win is the
+  distance from the agreement now up to the ceiling, not up to 100: a small student on a
+  fixed camera levels off near 80, and more rounds there buy nothing (the last rounds'
+  improvement, read this way). Before its first round a stream's ceiling is 100.
 - `phi`: a scene moving between samples (low phi) will drift away from the model even if it
   agrees now, so it adds to the estimate (`DRIFT_WEIGHT`).
 - the stream's own round time: the estimate is per second of training, so a student that
@@ -26,6 +32,7 @@ import math
 from dataclasses import dataclass
 
 SMOOTHING = 0.5  # weight of the newest chunk in the running agreement and phi
+CEILING_DECAY = 0.5  # mIoU points a chunk the ceiling sinks (10 points over 200 s of video)
 DRIFT_WEIGHT = 0.5  # mIoU points of expected gain per point of label change between samples
 MIN_ROUND_S = 0.05  # a round never counts as free
 
@@ -33,6 +40,7 @@ MIN_ROUND_S = 0.05  # a round never counts as free
 @dataclass
 class TrainingValue:
     agreement: float | None = None  # mIoU points, device model vs teacher, smoothed
+    ceiling: float | None = None  # the best smoothed agreement since the stream's first round (None before)
     phi: float | None = None  # 0..1, smoothed
     behind_pretrained_by: float = 0.0  # mIoU points the pretrained model beat the device's on the newest chunk
     round_s: float | None = None  # training seconds per round, smoothed
@@ -44,13 +52,16 @@ class TrainingValue:
         """Fold in the newest labelled chunk."""
         self.agreement = _smoothed(self.agreement, agreement)
         self.phi = _smoothed(self.phi, phi)
+        if self.last_trained_s > 0 and self.agreement is not None:
+            self.ceiling = self.agreement if self.ceiling is None else max(self.ceiling - CEILING_DECAY, self.agreement)
         if agreement is not None and pretrained_agreement is not None:
             self.behind_pretrained_by = pretrained_agreement - agreement
 
     @property
     def expected_gain(self) -> float:
-        """mIoU points a round could still win: the distance to the teacher, plus drift."""
-        gap = 100.0 - self.agreement if self.agreement is not None else 100.0
+        """mIoU points a round could still win: the distance below the ceiling, plus drift."""
+        reach = self.ceiling if self.ceiling is not None else 100.0
+        gap = reach - self.agreement if self.agreement is not None else 100.0
         change = 1.0 - self.phi if self.phi is not None else 0.0
         return max(0.0, gap) + DRIFT_WEIGHT * 100.0 * change
 

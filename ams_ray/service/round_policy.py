@@ -16,8 +16,9 @@ and the policy only orders them; past capacity it decides who is helped. Pure bo
   - deferral: a round still waiting when its stream's next chunk arrives steps aside, and the
     stream asks again with that chunk (a fresher window and a longer wait), instead of
     holding its stream's labelling while it waits;
-  - hibernation (ATR's idea across streams): a stream whose device model already agrees
-    with the teacher to `hibernate_agreement` mIoU asks for no round until it drops below;
+  - hibernation (ATR's idea across streams): a stream whose device model already agrees with
+    the teacher as well as its training got it, so that a round would win less than
+    `hibernate_gain` mIoU points, asks for no round until that changes (its scene moves);
   - reverting: a device whose adapted model fell `revert_margin` mIoU below the pretrained
     one on the newest chunk (its scene changed) is sent the pretrained model at once, a
     packet without training, rather than keep a harmful model until its round is trained.
@@ -31,6 +32,7 @@ from typing import Generic, TypeVar
 from ams_ray.learn.training_value import TrainingValue
 
 FLOOR_PRIORITY = 1e6  # above any expected gain per second: a stream at its floor goes first
+HIBERNATE_GAIN = 4.0  # mIoU points: below this a round is not worth a turn (the noise of a smoothed chunk)
 REVERT_MARGIN = 5.0  # mIoU points below the pretrained model on one chunk (a few frames) that is no noise
 Ticket = TypeVar("Ticket")
 
@@ -90,12 +92,12 @@ class GainPolicy(FifoPolicy):
     defers = True
     measures_agreement = True
 
-    def __init__(self, period_s: float, floor_periods: float = 4.0, hibernate_agreement: float = 90.0,
+    def __init__(self, period_s: float, floor_periods: float = 4.0, hibernate_gain: float = HIBERNATE_GAIN,
                  revert_margin: float = REVERT_MARGIN) -> None:
         if period_s <= 0 or floor_periods <= 0:
             raise ValueError(f"the fairness floor needs a positive period and count, got {period_s} s x "
                              f"{floor_periods}")
-        self.floor_s, self.hibernate_agreement = period_s * floor_periods, hibernate_agreement
+        self.floor_s, self.hibernate_gain = period_s * floor_periods, hibernate_gain
         self.revert_margin = revert_margin
 
     def protected(self, claim: RoundClaim) -> bool:
@@ -110,7 +112,7 @@ class GainPolicy(FifoPolicy):
         return FLOOR_PRIORITY + claim.waited_s if self.protected(claim) else claim.per_second
 
     def hibernates(self, value: TrainingValue) -> bool:
-        return value.agreement is not None and value.agreement >= self.hibernate_agreement
+        return value.expected_gain < self.hibernate_gain
 
     def reverts(self, value: TrainingValue) -> bool:
         return value.behind_pretrained_by >= self.revert_margin
@@ -120,13 +122,13 @@ SCHEDULERS = ("fifo", "round_robin", "gain", "concurrent")
 
 
 def make_round_policy(name: str, period_s: float, floor_periods: float = 4.0,
-                      hibernate_agreement: float = 90.0) -> FifoPolicy:
+                      hibernate_gain: float = HIBERNATE_GAIN) -> FifoPolicy:
     """The policy a host orders its rounds by (`concurrent` trains every round at once: its
     rounds queue in the order they fell due)."""
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
     if name == "gain":
-        return GainPolicy(period_s, floor_periods, hibernate_agreement)
+        return GainPolicy(period_s, floor_periods, hibernate_gain)
     return RoundRobinPolicy() if name == "round_robin" else FifoPolicy()
 
 

@@ -22,4 +22,4 @@ class TrainerSettings:
     snapshot_after_bytes: int | None = None  # packets a restore may replay before a snapshot (None: the weights' size)
     scheduler: str = "fifo"  # which due round trains first (`ams_ray.service.round_policy`)
     fairness_floor_periods: float = 4.0  # gain: no round waits longer than this many training periods
-    hibernate_agreement: float = 90.0  # gain: a stream this close to its teacher (mIoU) asks for no round
+    hibernate_gain: float = 4.0  # gain: a stream whose next round would win fewer mIoU points asks for none
