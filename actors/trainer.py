@@ -9,7 +9,7 @@ scheduler's policy (`ams_ray.service.round_policy`: fifo, round_robin or gain, w
 also let a round step aside or a stream hibernate). One training thread takes the best
 round from that queue, each under a training turn from the coordinator asked for with that
 round's priority: one at a time, or (`fused`) every waiting round as one batched step
-(`ams_ray.learn.fused_training`). A packet goes to the stream's outbox, where the device's
+(`ams_ray.learn.fused_training`; the training side is `actors/host_training.py`). A packet goes to the stream's outbox, where the device's
 long-poll (`next_packet`) takes it; nothing of the downlink waits for the next upload.
 
 Why many streams per process: `import torch` costs ~5 CPU-seconds and ~0.9 GB per process
@@ -27,18 +27,17 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import ray
-from ray.exceptions import RayError
 
 from actors.coordinator import find_coordinator
 from actors.device_streams import DeviceStreams
+from actors.host_training import DueRound, HostTraining
 from actors.teacher_client import label_with_retry
 from actors.telemetry import ErrorCounter
-from ams_ray.fleet.process_memory import own_memory_mb, return_free_heap
+from ams_ray.fleet.process_memory import own_memory_mb
 from ams_ray.models.student_spec import StudentSpec
-from ams_ray.service.round_policy import RoundClaim, RoundQueue, make_round_policy
+from ams_ray.service.round_policy import RoundQueue, make_round_policy
 from ams_ray.service.stream_lease import LeaseLost
 from ams_ray.service.trainer_settings import TrainerSettings
 from ams_ray.wire.messages import SampleChunk
@@ -49,16 +48,8 @@ from ams_ray.wire.messages import SampleChunk
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class DueRound:
-    stream: object  # HostedStream
-    now_s: float
-    queued: float  # wall time it joined the queue
-    reply: asyncio.Future
-
-
 @ray.remote(max_restarts=3, max_task_retries=2)
-class TrainerHost(DeviceStreams):
+class TrainerHost(DeviceStreams, HostTraining):
     def __init__(self, host_id: str, streams: list[tuple[str, str | None]], student: StudentSpec, num_classes: int,
                  config_json: str, strategy: str, teacher_handle, coordinator: str, settings: TrainerSettings) -> None:
         import torch
@@ -249,103 +240,6 @@ class TrainerHost(DeviceStreams):
         due = stream.acknowledged(packet, version)
         if due:
             await asyncio.get_running_loop().run_in_executor(self.checkpoint_thread, stream.log_packets, due)
-
-    # ------------------------------------------------------------------ rounds
-    async def _queue_round(self, stream, now_s: float):
-        """The round's result once trained, or None if it stepped aside for a newer chunk."""
-        loop = asyncio.get_running_loop()
-        if self.due_changed is None:
-            self.due_changed = asyncio.Event()
-            loop.create_task(self._train_due_rounds())
-        round_ = DueRound(stream, now_s, time.time(), loop.create_future())
-        claim = RoundClaim.of(stream.stream_id, next(self.arrivals), stream.value, now_s)
-        stream.priority = self.round_policy.priority(claim)
-        displaced = self.due.push(claim, round_)
-        if displaced is not None and not displaced.reply.done():
-            displaced.reply.set_result(None)  # a round of the stream's earlier copy here, which was let go
-        self.due_changed.set()
-        return await round_.reply
-
-    async def _train_due_rounds(self) -> None:
-        """The host's one training loop: wait for a due round, get a turn with the best one's
-        priority, take the best (fused: every waiting round), train, reply."""
-        while True:
-            rounds, granted = await self._next_rounds()
-            try:
-                results = await asyncio.get_running_loop().run_in_executor(self.training_thread, self._train, rounds)
-            except Exception as exc:  # noqa: BLE001 - the error belongs to these rounds' streams
-                for r in rounds:
-                    r.reply.set_exception(exc)
-                continue
-            finally:
-                if granted:
-                    self.coordinator.release.remote(self.host_id, self.incarnation)
-            for r, (result, seconds, cpu_seconds) in zip(rounds, results):
-                r.reply.set_result(r.stream.booked(r.now_s, result, seconds, cpu_seconds,
-                                                   time.time() - r.queued - seconds))
-
-    async def _next_rounds(self) -> tuple[list[DueRound], bool]:
-        """The rounds to train next, and whether the coordinator granted a turn for them."""
-        while True:
-            while not len(self.due):
-                self.due_changed.clear()
-                await self.due_changed.wait()
-            if self.settings.fused:
-                await asyncio.sleep(self.settings.fusion_window_s)
-            best = self.due.best()
-            if best is None:
-                continue  # every waiting round stepped aside meanwhile
-            granted = await self._acquire_turn(self.round_policy.priority(best))
-            if len(self.due):
-                picked = self.due.pop_all() if self.settings.fused else [self.due.pop()]
-                return [round_ for _, round_ in picked], granted
-            if granted:  # the rounds stepped aside while the turn came: give it back
-                self.coordinator.release.remote(self.host_id, self.incarnation)
-
-    def _train(self, rounds: list[DueRound]) -> list[tuple[object, float, float]]:
-        """On the training thread: one step for all `rounds`; each stream is charged its share
-        of the step's wall time and of the thread's CPU time (wall - CPU: waiting for a core)."""
-        from ams_ray.learn.fused_training import train_rounds
-
-        began, cpu_began = time.perf_counter(), time.thread_time()
-        inputs = [r.stream.session.round_inputs(r.now_s) for r in rounds]
-        results = train_rounds([r.stream.distiller for r in rounds], [w for w, _ in inputs], [q for _, q in inputs])
-        seconds, cpu_seconds = time.perf_counter() - began, time.thread_time() - cpu_began
-        self.fused_steps.append(len(rounds))
-        return_free_heap()  # an idle host should not keep its last step's activations
-        return [(result, seconds / len(rounds), cpu_seconds / len(rounds)) for result in results]
-
-    async def _acquire_turn(self, priority: float) -> bool:
-        """Wait for a turn, but never forever: past the timeout the rounds train anyway."""
-        try:
-            asked = self.coordinator.acquire.remote(self.host_id, self.incarnation, priority)
-            return bool(await asyncio.wait_for(asked, self.settings.call_timeout_s))
-        except (asyncio.TimeoutError, RayError) as exc:
-            self.errors.count("turn_timeout")
-            log.warning("host %s: no training turn (%s); training without one", self.host_id, type(exc).__name__)
-            self.coordinator.release.remote(self.host_id, self.incarnation)
-            return False
-
-    async def calibrate(self) -> float:
-        """Seconds one round of this host's student takes here now, on a full window of noise
-        (a round costs the same whatever the pixels): the second of two, the first paying for
-        warm-up. What the run's capacity is planned from, before any stream starts."""
-        return await asyncio.get_running_loop().run_in_executor(self.training_thread, self._timed_rounds)
-
-    def _timed_rounds(self) -> float:
-        import numpy as np
-
-        from ams_ray.learn.window import FrameWindow
-
-        distiller, rng = self._fresh_distiller(), np.random.default_rng(0)
-        window = FrameWindow(self.period_s)
-        frames = rng.integers(0, 256, (8, self.height, self.width, 3), dtype=np.uint8)
-        labels = rng.integers(0, distiller.model.num_classes, (8, self.height, self.width), dtype=np.uint8)
-        window.add(np.linspace(0.0, self.period_s, 8), frames, labels)
-        distiller.train_round(window)
-        began = time.perf_counter()
-        distiller.train_round(window)
-        return time.perf_counter() - began
 
     def cpu_seconds(self) -> float:
         """CPU time of this process so far (every thread), for the server's CPU budget."""
