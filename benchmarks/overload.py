@@ -32,7 +32,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 PERIOD_S = 10.0  # the cpu profile's training period (video seconds between a stream's rounds)
 COLUMNS = ("policy", "load", "speed", "mean_gain", "p10_gain", "p95_staleness_video_s", "rounds_per_stream",
-           "measured_load", "capacity_rounds_per_s", "rounds_deferred", "longest_round_wait_video_s", "completed")
+           "measured_load", "capacity_rounds_per_s", "rounds_deferred", "reverts", "longest_round_wait_video_s",
+           "completed")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,6 +96,7 @@ def row(policy: str, load: float, speed: float, summary: dict) -> dict:
             "rounds_per_stream": summary.get("rounds_per_stream"), "measured_load": summary.get("load"),
             "capacity_rounds_per_s": summary.get("capacity_rounds_per_s"),
             "rounds_deferred": sum((summary.get("rounds_deferred") or {}).values()),
+            "reverts": summary.get("reverts", 0),
             "longest_round_wait_video_s": summary.get("longest_round_wait_video_s"),
             "completed": summary.get("completed"), "by_scene": summary.get("by_scene", {})}
 
@@ -111,9 +113,9 @@ def goal_lines(rows: list[dict], unloaded: dict[str, float]) -> list[str]:
     lines = []
     gain1, fifo1 = at.get(("gain", 1.0)), at.get(("fifo", 1.0))
     if gain1 and fifo1:
-        close = abs(gain1["mean_gain"] - fifo1["mean_gain"]) <= 0.5
+        close = gain1["mean_gain"] >= fifo1["mean_gain"] - 0.5
         lines.append(f"1x: gain {gain1['mean_gain']:+.2f} vs fifo {fifo1['mean_gain']:+.2f} "
-                     f"(goal: within 0.5): {'met' if close else 'NOT met'}")
+                     f"(goal: at most 0.5 below fifo): {'met' if close else 'NOT met'}")
     base = unloaded.get("gain")
     for load, share in ((2.0, 0.8), (4.0, 0.6)):
         r = at.get(("gain", load))

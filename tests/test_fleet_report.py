@@ -120,13 +120,14 @@ def test_where_training_went_is_reported_with_capacity_the_worst_streams_and_by_
                 {"stream_id": "s1", "host": "h0", "rounds": 2, "train_seconds": 2.0,
                  "deferred_rounds": {"hibernating": 3, "stepped_aside": 2}, "longest_round_wait_video_s": 40.0},
                 {"stream_id": "s2", "host": "h1", "rounds": 2, "train_seconds": 4.0, "deferred_rounds": {},
-                 "longest_round_wait_video_s": 10.0},
+                 "longest_round_wait_video_s": 10.0, "reverts": 2},
                 {"stream_id": "s3", "host": "h1", "rounds": 2, "train_seconds": 4.0}]
     figures = scheduling_figures(edges, trainers, {}, speed=2.0, period_s=10.0, calibrated_rounds_per_s=1.8)
     assert figures["capacity_rounds_per_s"] == pytest.approx(1.0 + 0.5), "host h0: 8 rounds in 8 s, h1: 4 in 8 s"
     assert figures["demand_rounds_per_s"] == pytest.approx(0.8) and figures["load"] == pytest.approx(0.8 / 1.5)
     assert figures["rounds_deferred"] == {"stepped_aside": 3, "hibernating": 3}
     assert figures["longest_round_wait_video_s"] == 40.0 and figures["rounds_per_stream"] == 3.0
+    assert figures["reverts"] == 2
     assert figures["p10_miou_gain"] < 0 < figures["mean_miou_gain"], "one stream fell below its pretrained model"
     assert figures["by_scene"]["static"] == {"streams": 2, "mean_miou_gain": 0.0, "p10_miou_gain": pytest.approx(-1.6),
                                              "rounds_per_stream": 2.0}

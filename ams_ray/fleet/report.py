@@ -216,8 +216,8 @@ def scheduling_figures(edges: list[dict], trainers: list[dict], failed: dict[str
                        period_s: float, calibrated_rounds_per_s: float = math.nan) -> dict:
     """Where training went: capacity C (measured on the fly: each host's rounds over its
     training seconds, summed; and as calibrated before the start), the demand against it,
-    rounds per stream, the worst streams' gain, deferred rounds, the longest wait of a due
-    round, and the same by scene kind."""
+    rounds per stream, the worst streams' gain, deferred rounds, reverts to the pretrained
+    model, the longest wait of a due round, and the same by scene kind."""
     by_host: dict[str, list[dict]] = {}
     for t in trainers:
         by_host.setdefault(t.get("host", t["stream_id"]), []).append(t)
@@ -233,6 +233,7 @@ def scheduling_figures(edges: list[dict], trainers: list[dict], failed: dict[str
     return {"capacity_rounds_per_s": capacity, "calibrated_capacity_rounds_per_s": calibrated_rounds_per_s,
             "demand_rounds_per_s": demand, "load": demand / capacity,
             **_gain_and_rounds(scored, rounds), "rounds_deferred": deferred,
+            "reverts": sum(t.get("reverts", 0) for t in trainers),
             "longest_round_wait_video_s": max((t.get("longest_round_wait_video_s", 0.0) for t in trainers),
                                               default=math.nan),
             "by_scene": {kind: _gain_and_rounds([e for e in scored if scene_kind(e) == kind], rounds)
