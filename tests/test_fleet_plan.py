@@ -75,7 +75,8 @@ def test_emulated_devices_are_pooled_one_edge_process_per_core_unless_asked_othe
     pooled = plan_fleet(FleetConfig(clients=256), [{"CPU": 2.0}])
     assert [len(h.stream_ids) for h in pooled.edge_hosts] == [128, 128]
     assert sorted(s for h in pooled.edge_hosts for s in h.stream_ids) == [s.stream_id for s in pooled.streams]
-    assert pooled.edge["CPU"] == 1.28 and pooled.demands[1].count == 2
+    assert pooled.edge["CPU"] == 0.2 and pooled.demands[1].count == 2, "capped: 256 devices place on 2 cores"
+    assert pooled.trainer["CPU"] * 2 + pooled.teacher["CPU"] + pooled.edge["CPU"] * 2 <= 2.0
     on_edge_nodes = plan_fleet(FleetConfig(clients=10), [{"CPU": 4.0, "edge": 1.0}, {"CPU": 8.0, "server": 1.0}])
     assert [len(h.stream_ids) for h in on_edge_nodes.edge_hosts] == [3, 3, 3, 1], "the edge node's 4 cores"
     alone = plan_fleet(FleetConfig(clients=3, devices_per_edge_host=1), [{"CPU": 2.0}])

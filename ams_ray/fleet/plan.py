@@ -25,6 +25,9 @@ from ams_ray.service.trainer_settings import TrainerSettings
 StreamVideo = SyntheticSpec | VideoFile
 
 
+EDGE_HOST_CPUS = 0.2  # the most logical CPU one edge process asks for (see _edge_hosts)
+
+
 @dataclass
 class FleetConfig:
     clients: int = 4
@@ -140,6 +143,21 @@ def default_devices_per_edge_host(clients: int, edge_cores: int) -> int:
     return max(1, math.ceil(clients / max(1, edge_cores)))
 
 
+def _edge_hosts(config: FleetConfig, nodes: list[dict[str, float]], edge_role: str | None) -> tuple[int, int, float]:
+    """(devices per edge process, edge processes, logical CPUs each asks for). A process plays
+    on one event loop, so it asks for its devices' share but never more than `EDGE_HOST_CPUS`:
+    the request only places it, and 256 devices must still place on 2 cores."""
+    if config.devices_per_edge_host is not None and config.devices_per_edge_host < 1:
+        raise ValueError(f"devices per edge host must be at least 1, got {config.devices_per_edge_host}")
+    if config.transport == "http" and (config.devices_per_edge_host or 1) > 1:
+        raise ValueError("devices over HTTP run the standalone client, one per process: devices per edge host is 1")
+    edge_cores = sum(int(n.get("CPU", 0.0)) for n in nodes if edge_role is None or edge_role in n)
+    per_edge_host = 1 if config.transport == "http" else (
+        config.devices_per_edge_host or default_devices_per_edge_host(config.clients, edge_cores))
+    return (per_edge_host, math.ceil(config.clients / per_edge_host),
+            round(min(config.cpus_per_edge * per_edge_host, EDGE_HOST_CPUS), 3))
+
+
 def send_phases(count: int, period_s: float, seed: int, lockstep: bool) -> list[float]:
     """Each stream's first upload at a seeded random point of the send period, so chunks,
     teacher requests and training rounds of many streams spread over the period instead of
@@ -167,7 +185,8 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
     trainer_nodes = [n for n in nodes if server_role is None or server_role in n]
     cluster_gpus = sum(n.get("GPU", 0.0) for n in trainer_nodes)
     trainer_cpus = sum(n.get("CPU", 0.0) for n in trainer_nodes)
-    edges_share = 0.0 if edge_role else config.cpus_per_edge * config.clients
+    per_edge_host, edge_host_count, edge_cpus = _edge_hosts(config, nodes, edge_role)
+    edges_share = 0.0 if edge_role else edge_cpus * edge_host_count
     # Logical CPU shares only decide placement (each trainer trains on one thread): split
     # what the teacher and co-located edges leave on the trainer nodes, keeping a tenth spare.
     trainer_gpus = 0.0 if config.gpus_per_trainer == 0 else cluster_gpus  # 0: told to train on CPUs
@@ -182,15 +201,7 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
     spare = trainer_cpus - config.teacher_cpus * teacher_replicas - edges_share
     cpus_per_trainer = config.cpus_per_trainer or min(1.0, max(0.001, round(0.9 * spare / host_count, 3)))
     trainer = trainer_resources(cluster_gpus, host_count, config.gpus_per_trainer, cpus_per_trainer, server_role)
-    if config.devices_per_edge_host is not None and config.devices_per_edge_host < 1:
-        raise ValueError(f"devices per edge host must be at least 1, got {config.devices_per_edge_host}")
-    if config.transport == "http" and (config.devices_per_edge_host or 1) > 1:
-        raise ValueError("devices over HTTP run the standalone client, one per process: devices per edge host is 1")
-    edge_cores = sum(int(n.get("CPU", 0.0)) for n in nodes if edge_role is None or edge_role in n)
-    per_edge_host = 1 if config.transport == "http" else (
-        config.devices_per_edge_host or default_devices_per_edge_host(config.clients, edge_cores))
-    edge_host_count = math.ceil(config.clients / per_edge_host)
-    edge = {"CPU": round(config.cpus_per_edge * per_edge_host, 3), **({edge_role: 0.001} if edge_role else {})}
+    edge = {"CPU": edge_cpus, **({edge_role: 0.001} if edge_role else {})}
     teacher = {"CPU": config.teacher_cpus, "GPU": config.teacher_gpus, **({server_role: 0.001} if server_role else {})}
     teacher = {k: v for k, v in teacher.items() if v > 0}
     ids = [f"stream-{config.seed_base + i:03d}" for i in range(config.clients)]
