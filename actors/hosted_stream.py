@@ -75,7 +75,7 @@ class HostedStream:
         self.value = TrainingValue()  # what a round is worth to this stream (the gain scheduler reads it)
         self.priority = 0.0  # what the scheduler ranked its newest due round by
         self.newest_video_s = 0.0  # video time of the newest chunk uploaded: the stream's "now"
-        self.metrics = TrainerMetrics(stream_id, lambda: len(self.backlog), lambda: self.value.expected_gain,
+        self.metrics = TrainerMetrics(stream_id, lambda: len(self.backlog), lambda: self.value.expected_gain / 100.0,
                                       lambda: self.priority)
         self.teacher_batches: list[int] = []
         self.teacher_seconds = 0.0  # this stream's share of the teacher's batch time

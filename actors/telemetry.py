@@ -126,8 +126,8 @@ class TrainerMetrics:
         self.errors = ErrorCounter("trainer")
         self.live = LiveGauges()
         self.live.track("backlog", self.backlog, backlog)
-        self.live.track("expected_gain", make("ams_stream_expected_gain_points", stream=stream_id), expected_gain)
-        self.live.track("priority", make("ams_stream_round_priority", stream=stream_id), priority)
+        self.live.track("expected_gain", make("ams_stream_expected_gain_ratio", stream=stream_id), expected_gain)
+        self.live.track("priority", make("ams_stream_round_priority_score", stream=stream_id), priority)
 
 
 class TeacherMetrics:

@@ -65,11 +65,11 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "(iterations + coordinate selection + packet encoding)", STREAM, SECONDS_SLOW),
     MetricSpec("ams_stream_turn_wait_seconds", "histogram", "wall time a due round waited for the scheduler "
                "to grant its device", STREAM, SECONDS_SLOW),
-    MetricSpec("ams_stream_expected_gain_points", "gauge", "mIoU points one more round could still win for the "
-               "stream: its device model's distance to the teacher on the newest chunk, plus scene drift "
-               "(measured under the gain scheduler)", STREAM),
-    MetricSpec("ams_stream_round_priority", "gauge", "what the scheduler ranked the stream's newest due round by "
-               "(gain: expected mIoU points per training second; 1e6 and up: at its fairness floor)", STREAM),
+    MetricSpec("ams_stream_expected_gain_ratio", "gauge", "mIoU (0..1) one more round could still win for the "
+               "stream: how far its device's model fell below the best agreement with the teacher its training "
+               "reached, plus scene drift (measured under the gain scheduler)", STREAM),
+    MetricSpec("ams_stream_round_priority_score", "gauge", "what the scheduler ranked the stream's newest due round "
+               "by (gain: expected mIoU points per training second; 1e6 and up: at its fairness floor)", STREAM),
     MetricSpec("ams_stream_rounds_total", "counter", "due rounds by what the scheduler did with them: trained, "
                "stepped_aside (still waiting when the stream's next chunk came) or hibernating (its model agrees "
                "with the teacher); and reverted: the device was sent the pretrained model, its own having fallen "

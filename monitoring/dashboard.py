@@ -106,9 +106,9 @@ def fleet_panels(y: int) -> list[dict]:
                            "waiting when the stream's next chunk came; gain only) and hibernating (the model agrees "
                            "with the teacher)"),
         _panel("Scheduler: what a round is worth",
-               [("avg(max by (stream) (ray_ams_stream_expected_gain_points))", "mean expected gain (points)"),
-                ("max(max by (stream) (ray_ams_stream_expected_gain_points))", "largest expected gain (points)"),
-                ("count(max by (stream) (ray_ams_stream_round_priority) >= 1e6) or vector(0)",
+               [("100 * avg(max by (stream) (ray_ams_stream_expected_gain_ratio))", "mean expected gain (points)"),
+                ("100 * max(max by (stream) (ray_ams_stream_expected_gain_ratio))", "largest expected gain (points)"),
+                ("count(max by (stream) (ray_ams_stream_round_priority_score) >= 1e6) or vector(0)",
                  "streams at their fairness floor")], 12, y + 26, 12, 6,
                description="expected gain: mIoU points a round could still win (distance of the device's model to "
                            "the teacher on its newest chunk, plus drift); the gain scheduler trains the most per "
@@ -157,8 +157,9 @@ def stream_panels(y: int) -> list[dict]:
                description="what the stream's log writes to the checkpoint store (each chunk once labelled, each "
                            "packet once applied) next to what crossed the wire; about equal"),
         _panel("Scheduler: expected gain, priority, rounds",
-               [(f"max by (stream) (ray_ams_stream_expected_gain_points{{{ONE_STREAM}}})", "{{stream}} expected gain"),
-                (f"max by (stream) (ray_ams_stream_round_priority{{{ONE_STREAM}}}) < 1e6", "{{stream}} priority"),
+               [(f"100 * max by (stream) (ray_ams_stream_expected_gain_ratio{{{ONE_STREAM}}})",
+                 "{{stream}} expected gain"),
+                (f"max by (stream) (ray_ams_stream_round_priority_score{{{ONE_STREAM}}}) < 1e6", "{{stream}} priority"),
                 (f'60 * sum by (stream) (rate(ray_ams_stream_rounds_total{{{ONE_STREAM}, outcome="trained"}}[{RATE}]))',
                  "{{stream}} rounds trained/min")], 16, y + 15, 8,
                description="what the scheduler ranked the stream's newest due round by (gain: expected points per "
