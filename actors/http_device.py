@@ -52,8 +52,8 @@ class HttpDeviceActor:
                              send_phase_s=self.send_phase_s)
         return 0.0
 
-    def progress(self, stream_id: str) -> int:
-        return self.device.frames_played if self.device else 0
+    def progress(self, stream_ids: list[str]) -> dict[str, int]:
+        return {sid: self.device.frames_played if self.device else 0 for sid in stream_ids}
 
     def run(self, stream_id: str) -> dict:
         report = self.device.run()

@@ -42,6 +42,7 @@ def test_streams_are_pooled_one_host_per_core_or_per_gpu_by_default():
     gpu = plan_fleet(FleetConfig(clients=64), [{"CPU": 16.0, "GPU": 2.0}])
     assert [len(h.stream_ids) for h in gpu.hosts] == [32, 32] and gpu.trainer["GPU"] == 1.0
     assert gpu.trainer_settings.fused, "fused by default where the hosts have GPUs"
+    assert gpu.training_cores == 0, "one host per GPU: no cores to count"
 
 
 def test_one_stream_per_trainer_on_request_or_with_a_gpu_fraction():
@@ -79,6 +80,7 @@ def test_emulated_devices_are_pooled_one_edge_process_per_core_unless_asked_othe
     assert pooled.trainer["CPU"] * 2 + pooled.teacher["CPU"] + pooled.edge["CPU"] * 2 <= 2.0
     on_edge_nodes = plan_fleet(FleetConfig(clients=10), [{"CPU": 4.0, "edge": 1.0}, {"CPU": 8.0, "server": 1.0}])
     assert [len(h.stream_ids) for h in on_edge_nodes.edge_hosts] == [3, 3, 3, 1], "the edge node's 4 cores"
+    assert pooled.training_cores == 2 and on_edge_nodes.training_cores == 8, "the server node's cores, not the edges'"
     alone = plan_fleet(FleetConfig(clients=3, devices_per_edge_host=1), [{"CPU": 2.0}])
     assert len(alone.edge_hosts) == 3
     http = plan_fleet(FleetConfig(clients=3, transport="http"), [{"CPU": 2.0}])

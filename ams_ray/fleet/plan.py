@@ -118,6 +118,7 @@ class FleetPlan:
     demands: list[Demand]
     trainer_settings: TrainerSettings
     deadline_s: float  # wall seconds from the streams' start after which a stream still running has failed
+    training_cores: int = 0  # cores the hosts train on (0 on GPUs, where the plan puts one host per GPU)
 
 
 def default_deadline_s(duration_s: float, speed: float) -> float:
@@ -235,4 +236,5 @@ def plan_fleet(config: FleetConfig, nodes: list[dict[str, float]], videos: list[
                                          fairness_floor_periods=config.fairness_floor_periods,
                                          hibernate_gain=config.hibernate_gain),
         deadline_s=config.deadline_s or default_deadline_s(config.duration_s, config.speed),
+        training_cores=0 if "GPU" in trainer else int(trainer_cpus),
     )

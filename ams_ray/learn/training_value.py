@@ -53,7 +53,7 @@ class TrainingValue:
         """Fold in the newest labelled chunk."""
         self.agreement = _smoothed(self.agreement, agreement)
         self.phi = _smoothed(self.phi, phi)
-        if self.last_trained_s > 0 and self.agreement is not None:
+        if self.round_s is not None and self.agreement is not None:  # trained at least once
             self.ceiling = self.agreement if self.ceiling is None else max(self.ceiling - CEILING_DECAY, self.agreement)
         if agreement is not None and pretrained_agreement is not None:
             self.behind_pretrained_by = pretrained_agreement - agreement
