@@ -1,8 +1,9 @@
 """EdgeHost: K emulated devices in one process, as a test rig (or a gateway box) holds them.
 
-Why pooled: an emulated device costs about 4 MB (its two ONNX sessions, its decoder) but a
-process of its own about 95 MB, so at 128 streams one process per device held ~12 of 16
-GiB and the scaling study measured the emulator instead of the server. Here each device
+Why pooled: an emulated device measured 15-18 MB in a pooled process (its two ONNX sessions
+and decoder about 4 MB, the rest its traces and buffers), a process of its own about 95 MB
+more, so at 128 streams one process per device held ~12 of 16 GiB and the scaling study
+measured the emulator instead of the server. Here each device
 (`EmulatedDevice`) keeps its own paced clock, model, uploads and long-polls as tasks on this
 actor's event loop; what a device does and reports is unchanged, and its report says how
 many devices shared the process (`devices_in_process`), so memory is counted per device.
