@@ -8,7 +8,7 @@ training got it.
 
 - `agreement`: mIoU (points) of the model the device holds against the teacher's labels of
   the newest chunk, measured by the server on frames it labelled anyway. A camera whose
-  scene just changed drops to 50-65 here with the tiny student; one that was trained on its
+  scene just changed drops to 50-75 here with the tiny student; one that was trained on its
   scene sits at 78-92 (measured on the synthetic world, `--scene-mix`), and stays there.
 - `ceiling`: the best (smoothed) agreement the stream reached since its first round, sinking
   `CEILING_DECAY` points a chunk so a harder scene lowers it. What a round can win is the
