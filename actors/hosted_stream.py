@@ -24,10 +24,11 @@ import numpy as np
 
 from actors.telemetry import TrainerMetrics
 from ams_ray.config import AmsConfig
+from ams_ray.learn.chunk_scores import score_chunk
 from ams_ray.learn.distill import OnlineDistiller, RoundResult
 from ams_ray.learn.session import LabellingFailed, StreamSession
 from ams_ray.learn.strategies import STRATEGIES
-from ams_ray.learn.training_value import TrainingValue
+from ams_ray.learn.training_value import TrainingValue, frames_to_score
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.models.students import build_student
 from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
@@ -195,12 +196,15 @@ class HostedStream:
         self.writer.submit(self._durably, self.journal.write_labels, chunk.sequence, labels)
         return labels
 
-    def measure(self, frames: np.ndarray, labels: np.ndarray) -> None:
+    def measure(self, chunk: SampleChunk, frames: np.ndarray, labels: np.ndarray) -> None:
         """How far the device's model (and the pretrained one) is from the teacher on the newest
-        chunk (off the event loop: two forward passes); between this stream's rounds, as its
+        chunk, and what the models it ran there bought (`score_chunk`): off the event loop, a
+        few forward passes over a few of its frames; between this stream's rounds, as its
         worker runs both."""
-        held, pretrained = self.distiller.agreements(frames, labels)
-        self.value.observe(held, self.session.last_phi, pretrained)
+        scored = frames_to_score(len(frames))
+        versions = tuple(chunk.frame_versions[i] for i in scored) if chunk.frame_versions else ()
+        scores = score_chunk(self.distiller, frames[scored], labels[scored], versions)
+        self.value.observe(scores.held, self.session.last_phi, scores.pretrained, scores.advantage)
 
     def revert(self) -> bytes:
         """The packet that puts the device back on the pretrained model (`OnlineDistiller.revert`),
@@ -243,7 +247,8 @@ class HostedStream:
 
     def deferred(self, reason: str) -> None:
         """The scheduler let a due round go untrained (`ams_ray.service.round_policy`): "stepped_aside"
-        (still waiting when the next chunk came) or "hibernating" (the model agrees with the teacher)."""
+        (still waiting when the next chunk came), "hibernating" (the model agrees with the teacher) or
+        "outpaced" (its rounds have lately left it worse than the pretrained model)."""
         self.deferred_rounds[reason] = self.deferred_rounds.get(reason, 0) + 1
         self.metrics.rounds.inc(tags={"outcome": reason})
 

@@ -207,7 +207,7 @@ class TrainerHost(DeviceStreams, HostTraining):
             return None
         labels = stream.record(chunk, frames, results, submitted_wall)
         if self.round_policy.measures_agreement:
-            await asyncio.get_running_loop().run_in_executor(self.scoring_thread, stream.measure, frames, labels)
+            await asyncio.get_running_loop().run_in_executor(self.scoring_thread, stream.measure, chunk, frames, labels)
             if self.round_policy.reverts(stream.value) and not stream.distiller.at_pretrained:
                 packet = stream.revert()
                 await stream.post(stream.distiller.sequence, packet, chunk.sequence)
@@ -219,9 +219,10 @@ class TrainerHost(DeviceStreams, HostTraining):
         stream.rounds_in_flight += 1
         try:
             stream.resync_if_superseded()  # no round of this stream is in flight: the worker is its only trainer
-            if self.round_policy.hibernates(stream.value):
+            resting = self.round_policy.rests(stream.value, now_s)
+            if resting is not None:
                 stream.value.rested()
-                stream.deferred("hibernating")
+                stream.deferred(resting)
                 return
             stream.value.asked(now_s)
             result = await self._queue_round(stream, now_s)

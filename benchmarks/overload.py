@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +28,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from benchmarks.fleet_point import run_fleet_point  # noqa: E402
 
 PERIOD_S = 10.0  # the cpu profile's training period (video seconds between a stream's rounds)
 COLUMNS = ("policy", "load", "speed", "mean_gain", "p10_gain", "p95_staleness_video_s", "rounds_per_stream",
@@ -57,22 +59,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def fleet_run(args: argparse.Namespace, name: str, scheduler: str, speed: float, duration: float) -> dict | None:
-    """One `multi_client.py` run; its summary, or None (said) when it wrote none."""
-    out = args.out / name
-    command = [sys.executable, str(Path(__file__).with_name("multi_client.py")), "--clients", str(args.streams),
-               "--duration", f"{duration:g}", "--speed", f"{speed:.4g}", "--scheduler", scheduler,
-               "--scene-mix", args.scene_mix, "--teacher", args.teacher, "--seed-base", str(args.seed_base),
-               "--metrics-flush-s", "0", "--out", str(out)]
+    """One fleet point (`run_fleet_point`); its summary, or None (said) when it wrote none."""
+    options = ["--clients", str(args.streams), "--duration", f"{duration:g}", "--speed", f"{speed:.4g}",
+               "--scheduler", scheduler, "--scene-mix", args.scene_mix, "--teacher", args.teacher,
+               "--seed-base", str(args.seed_base)]
     if args.fairness_floor is not None:
-        command += ["--fairness-floor", str(args.fairness_floor)]
+        options += ["--fairness-floor", str(args.fairness_floor)]
     if args.hibernate_gain is not None:
-        command += ["--hibernate-below", str(args.hibernate_gain)]
+        options += ["--hibernate-below", str(args.hibernate_gain)]
     print(f"== {name}: {scheduler} at {speed:.3g}x", flush=True)
-    proc = subprocess.run(command, stdout=subprocess.DEVNULL)
-    if not (out / "summary.json").is_file():
-        print(f"{name}: no summary (exit {proc.returncode})", file=sys.stderr)
-        return None
-    return json.loads((out / "summary.json").read_text())
+    return run_fleet_point(args.out / name, options, quiet=True)
 
 
 def measure_capacity(args: argparse.Namespace) -> float:

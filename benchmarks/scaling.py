@@ -39,6 +39,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from benchmarks.fleet_point import run_fleet_point  # noqa: E402
+
 COLUMNS = ("clients", "layout", "scheduler", "streams_per_gpu", "completed", "setup_s", "peak_memory_gib",
            "memory_per_stream_mb", "trainer_mb_per_stream", "p95_staleness_video_s", "keeps_up", "mean_miou_gain",
            "single_stream_gain", "train_seconds_per_round", "train_cpu_seconds_per_round", "bare_round_s",
@@ -59,27 +62,23 @@ PLOTS = (("p95_staleness_video_s", "p95 staleness (video s)"), ("mean_miou_gain"
 def run_point(clients: int, scheduler: str, streams_per_gpu: int | None, layout: str, args: argparse.Namespace,
               bare_round_s: float | None) -> dict | None:
     name = f"clients{clients}-{scheduler}-{layout}" + (f"-spg{streams_per_gpu}" if streams_per_gpu else "")
-    out = args.results_dir / name
-    command = [sys.executable, str(Path(__file__).with_name("multi_client.py")), "--clients", str(clients),
-               "--duration", str(args.duration), "--speed", str(args.speed), "--scheduler", scheduler,
-               "--metrics-flush-s", "0", "--out", str(out)]
+    options = ["--clients", str(clients), "--duration", str(args.duration), "--speed", str(args.speed),
+               "--scheduler", scheduler]
     if args.teacher:
-        command += ["--teacher", args.teacher]
+        options += ["--teacher", args.teacher]
     if streams_per_gpu:
-        command += ["--streams-per-gpu", str(streams_per_gpu)]
+        options += ["--streams-per-gpu", str(streams_per_gpu)]
     if layout != "pooled":
-        command += ["--streams-per-trainer", layout]
+        options += ["--streams-per-trainer", layout]
     if args.lockstep:
-        command += ["--lockstep"]
+        options += ["--lockstep"]
     if args.devices_per_edge_host:
-        command += ["--devices-per-edge-host", str(args.devices_per_edge_host)]
+        options += ["--devices-per-edge-host", str(args.devices_per_edge_host)]
     if args.scene_mix:
-        command += ["--scene-mix", args.scene_mix]
-    proc = subprocess.run(command)
-    if not (out / "summary.json").is_file():
-        print(f"{name}: no summary (exit {proc.returncode})", file=sys.stderr)
+        options += ["--scene-mix", args.scene_mix]
+    summary = run_fleet_point(args.results_dir / name, options)
+    if summary is None:
         return None
-    summary = json.loads((out / "summary.json").read_text())
     row = {**{k: summary.get(k) for k in COLUMNS}, "scheduler": scheduler, "streams_per_gpu": streams_per_gpu,
            "layout": "per-stream" if layout == "1" else layout, "setup_s": summary["setup_s"]["total"],
            "bare_round_s": bare_round_s}

@@ -103,8 +103,9 @@ def fleet_panels(y: int) -> list[dict]:
                [(f"60 * sum by (outcome) (rate(ray_ams_stream_rounds_total[{RATE}]))", "{{outcome}}")],
                0, y + 26, 12, 6,
                description="due rounds the hosts trained, and those the scheduler let go: stepped_aside (still "
-                           "waiting when the stream's next chunk came; gain only) and hibernating (the model agrees "
-                           "with the teacher)"),
+                           "waiting when the stream's next chunk came; gain only), hibernating (the model agrees "
+                           "with the teacher) and outpaced (its rounds lately left it below the pretrained model); "
+                           "reverted: devices sent the pretrained model"),
         _panel("Scheduler: what a round is worth",
                [("100 * avg(max by (stream) (ray_ams_stream_expected_gain_ratio))", "mean expected gain (points)"),
                 ("100 * max(max by (stream) (ray_ams_stream_expected_gain_ratio))", "largest expected gain (points)"),

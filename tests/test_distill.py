@@ -6,6 +6,7 @@ import torch
 
 from ams_ray.config import TrainingConfig
 from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.learn.chunk_scores import score_chunk
 from ams_ray.learn.distill import OnlineDistiller, Strategy
 from ams_ray.learn.window import FrameWindow
 from ams_ray.models.students import build_student
@@ -100,15 +101,17 @@ def test_a_revert_puts_the_device_and_the_mirror_back_on_the_pretrained_model(wi
     distiller = _distiller(Strategy("gradient_guided", 0.1), iterations=20, learning_rate=5e-3)
     frames, labels = window.sample(np.random.default_rng(0), 8, 0.0, 10.0)
     device = DeviceClient("s", distiller.edge_bundle(64, 128), 1.0, 10.0)
-    held, pretrained = distiller.agreements(frames, labels)
-    assert distiller.at_pretrained and held == pretrained
+    first = score_chunk(distiller, frames, labels)
+    assert distiller.at_pretrained and first.held == first.pretrained and first.advantage is None
     assert device.apply_packet(distiller.train_round(window).packet) and not distiller.at_pretrained
-    trained, pretrained = distiller.agreements(frames, labels)
-    assert trained != pretrained
+    trained = score_chunk(distiller, frames, labels)
+    assert trained.held != trained.pretrained == first.pretrained
+    assert trained.advantage == pytest.approx(trained.held - trained.pretrained), "no versions: the mirror stands in"
     packet = distiller.revert()
     assert len(packet) < 300 and distiller.at_pretrained, "no deltas: a few bytes"
     assert device.apply_packet(packet) and device.model.version == distiller.version == 2
-    assert distiller.agreements(frames, labels) == (pretrained, pretrained)
+    reverted = score_chunk(distiller, frames, labels)
+    assert (reverted.held, reverted.advantage) == (first.pretrained, None)
     replayed = _distiller(Strategy("gradient_guided", 0.1))
     replayed.replay(packet)
     assert all(torch.equal(m, p) for m, p in zip(replayed.mirror, replayed.pretrained)), "the log replays it"

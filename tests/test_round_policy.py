@@ -5,6 +5,8 @@ import pytest
 from ams_ray.learn.training_value import TrainingValue
 from ams_ray.service.round_policy import (
     FLOOR_PRIORITY,
+    OUTPACED_EVIDENCE,
+    PROBE_PERIODS,
     GainPolicy,
     RoundClaim,
     RoundQueue,
@@ -88,14 +90,14 @@ def test_a_stream_that_agrees_as_well_as_its_training_got_it_hibernates_and_wake
     policy = GainPolicy(PERIOD_S, hibernate_gain=4.0)
     value = TrainingValue()
     value.observe(60.0, 0.99)
-    assert not policy.hibernates(value), "before its first round a stream's ceiling is 100"
+    assert policy.rests(value, 10.0) is None, "before its first round a stream's ceiling is 100"
     value.trained(10.0, 1.0)
     for _ in range(3):
         value.observe(88.0, 0.99)  # trained: the model now agrees with the teacher and levels off
-    assert policy.hibernates(value) and value.expected_gain < 4.0
+    assert policy.rests(value, 40.0) == "hibernating" and value.expected_gain < 4.0
     value.observe(50.0, 0.6)  # the scene changed: far below where training got it
-    assert not policy.hibernates(value) and value.expected_gain > 15.0
-    assert not make_round_policy("fifo", PERIOD_S).hibernates(value.__class__()), "only gain hibernates"
+    assert policy.rests(value, 50.0) is None and value.expected_gain > 15.0
+    assert make_round_policy("fifo", PERIOD_S).rests(value.__class__(), 50.0) is None, "only gain hibernates"
 
 
 def test_a_stream_has_one_round_waiting_and_unknown_schedulers_are_refused():
@@ -119,3 +121,35 @@ def test_gain_reverts_a_device_whose_model_fell_below_the_pretrained_one():
     value.observe(55.0, 0.6, pretrained_agreement=70.0)  # the scene changed under the adapted model
     assert policy.reverts(value)
     assert not make_round_policy("fifo", PERIOD_S).reverts(value), "only gain reverts"
+
+
+def test_a_stream_its_rounds_leave_below_the_pretrained_model_rests_on_it_and_probes_now_and_then():
+    """A fast camera under overload: each scene's first chunks meet a model made for the last
+    scene. Its rounds cost it accuracy, so it stays on the pretrained model, trains once per
+    probe interval, and comes back when a probe shows adapting pays again."""
+    policy = GainPolicy(PERIOD_S)
+    value = TrainingValue()
+    value.trained(10.0, 1.0)
+    for held, pretrained in [(80.0, 72.0), (55.0, 70.0), (62.0, 70.0)]:  # adapted, then its scene moved on
+        value.observe(held, 0.6, pretrained, advantage=held - pretrained)
+    assert value.advantage < 0 and policy.outpaced(value)
+    assert policy.reverts(value) and value.behind_pretrained_by == 8.0, "behind at all is enough once outpaced"
+    assert policy.rests(value, 20.0) == "outpaced", "its round would buy it less than the pretrained model has"
+    value.observe(70.0, 0.6, 70.0, advantage=None)  # on the pretrained model now: says nothing about adapting
+    assert value.adapted_chunks == 3 and policy.outpaced(value)
+    probe_at = 10.0 + PERIOD_S * PROBE_PERIODS
+    assert policy.rests(value, probe_at - 1.0) == "outpaced" and policy.rests(value, probe_at) is None, "a probe"
+    value.trained(probe_at, 1.0)
+    value.observe(84.0, 0.9, 70.0, advantage=14.0)  # the probe kept up: ahead of the pretrained model
+    assert not policy.reverts(value), "so it keeps the model"
+    value.observe(84.0, 0.9, 70.0, advantage=14.0)
+    assert not policy.outpaced(value) and policy.rests(value, probe_at + 20.0) != "outpaced"
+
+
+def test_two_chunks_behind_are_not_yet_evidence_that_a_stream_is_outpaced():
+    policy = GainPolicy(PERIOD_S)
+    value = TrainingValue()
+    value.trained(10.0, 1.0)
+    for _ in range(OUTPACED_EVIDENCE - 1):
+        value.observe(60.0, 0.6, 70.0, advantage=-10.0)
+    assert value.advantage < 0 and not policy.outpaced(value)

@@ -6,7 +6,7 @@ from ams_ray.telemetry import BY_NAME, CATALOGUE, exported_series
 
 UNITS = ("_seconds", "_bytes", "_ratio", "_frames_per_second", "_size", "_requests", "_chunks",
          "_score")  # a score: a scheduler's unitless ranking
-BOUNDED_LABELS = {"stream", "deployment", "component", "kind", "purpose", "outcome"}  # outcome: 4 values
+BOUNDED_LABELS = {"stream", "deployment", "component", "kind", "purpose", "outcome"}  # outcome: 5 values
 
 
 def test_names_are_unique_snake_case_and_prefixed():

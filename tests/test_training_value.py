@@ -2,7 +2,14 @@
 
 import pytest
 
-from ams_ray.learn.training_value import CEILING_DECAY, DRIFT_WEIGHT, TrainingValue
+from ams_ray.learn.training_value import (
+    ADVANTAGE_SMOOTHING,
+    CEILING_DECAY,
+    DRIFT_WEIGHT,
+    SCORED_FRAMES,
+    TrainingValue,
+    frames_to_score,
+)
 
 
 def test_a_model_far_from_its_teacher_on_a_moving_scene_is_worth_more_per_second():
@@ -59,3 +66,25 @@ def test_what_a_round_can_win_is_measured_up_to_where_training_got_the_stream_no
     for _ in range(10):
         fixed.observe(70.0, 0.99)  # a harder stretch: the ceiling sinks towards what is reached now
     assert 70.0 < fixed.ceiling < 75.5 - 9 * CEILING_DECAY + 1e-9
+
+
+def test_a_few_frames_spread_over_the_chunk_are_scored_first_and_last_included():
+    assert frames_to_score(3) == [0, 1, 2]
+    chosen = frames_to_score(10)
+    assert len(chosen) == SCORED_FRAMES and chosen[0] == 0 and chosen[-1] == 9
+    assert frames_to_score(0) == []
+
+
+def test_what_adapting_bought_is_smoothed_over_the_chunks_that_ran_an_adapted_model_only():
+    value = TrainingValue()
+    value.observe(70.0, 0.9, 70.0, advantage=None)  # ran the pretrained model
+    assert (value.advantage, value.adapted_chunks) == (None, 0)
+    value.observe(80.0, 0.9, 70.0, advantage=10.0)
+    value.observe(60.0, 0.6, 72.0, advantage=-6.0)
+    assert value.adapted_chunks == 2 and value.advantage == pytest.approx(2.0), "a plain mean while evidence is thin"
+    assert value.behind_pretrained_by == 12.0, "the newest chunk, not smoothed"
+    for _ in range(20):
+        value.observe(80.0, 0.9, 70.0, advantage=10.0)
+    before = value.advantage
+    value.observe(60.0, 0.6, 72.0, advantage=-6.0)
+    assert value.advantage == pytest.approx(before + ADVANTAGE_SMOOTHING * (-6.0 - before)), "then a running average"

@@ -51,7 +51,7 @@ class DeviceClient:
         self.uploading = True
         self._next_sample_s = 0.0
         self._next_send_s = send_period_s if send_phase_s is None else send_phase_s
-        self._buffer: list[tuple[int, float, np.ndarray]] = []
+        self._buffer: list[tuple[int, float, np.ndarray, int]] = []  # (index, time, frame, model version)
         self._chunk_sequence = last_chunk
 
     def set_sampling_rate(self, rate_fps: float) -> None:
@@ -62,7 +62,7 @@ class DeviceClient:
     def observe(self, index: int, time_s: float, frame: np.ndarray) -> SampleChunk | None:
         """Feed one camera frame; returns a chunk when a send period has closed."""
         if self.uploading and time_s >= self._next_sample_s:
-            self._buffer.append((index, time_s, frame))
+            self._buffer.append((index, time_s, frame, self.model.version))
             self._next_sample_s += 1.0 / self.sampling_rate_fps
             self._next_sample_s = max(self._next_sample_s, time_s)  # never queue a backlog of samples
         if time_s >= self._next_send_s:
@@ -73,12 +73,12 @@ class DeviceClient:
     def flush(self) -> SampleChunk | None:
         if not self._buffer:
             return None
-        indices, times, frames = zip(*self._buffer)
+        indices, times, frames, versions = zip(*self._buffer)
         self._buffer = []
         self._chunk_sequence += 1
         chunk = SampleChunk(self.stream_id, self._chunk_sequence, tuple(int(i) for i in indices),
                             tuple(float(t) for t in times), encode_chunk(np.stack(frames), self.chunk_crf),
-                            self.model.version, max(self.model.last_sequence, 0))
+                            self.model.version, max(self.model.last_sequence, 0), tuple(int(v) for v in versions))
         self.bandwidth.uplink_bytes += chunk.num_bytes
         return chunk
 

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from ams_ray.accuracy import frame_miou
 from ams_ray.config import TrainingConfig
+from ams_ray.learn.chunk_scores import HeldModels
 from ams_ray.device.runtime import DeviceModelBundle
 from ams_ray.learn.window import FrameWindow
 from ams_ray.models.onnx_export import export_edge_bundle
@@ -97,6 +98,7 @@ class OnlineDistiller:
         self.version = 0
         self.sequence = 0
         self.at_pretrained = True  # the mirror is the pretrained model (a revert would change nothing)
+        self.held = HeldModels()  # the device's last few versions, to score what it ran (chunk_scores)
 
     # ------------------------------------------------------------------ state
     @property
@@ -114,6 +116,7 @@ class OnlineDistiller:
         self.mirror = [torch.from_numpy(np.array(m, dtype=np.float32)).to(self.device) for m in mirror]
         self.version, self.sequence = version, sequence
         self.at_pretrained = False
+        self.held.reset(version, self.mirror)
         self._load(self.mirror)
 
     def replay(self, data: bytes) -> None:
@@ -155,24 +158,23 @@ class OnlineDistiller:
         self.mirror = [p.clone() for p in self.pretrained]
         self.version = 0
         self.at_pretrained = True
+        self.held.reset(0, None)
         self._load(self.mirror)
 
-    def agreements(self, frames: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-        """mIoU (points) against `labels` on `frames` of the model the device holds and of the
-        pretrained one: how far one more round could still move it, and whether it has fallen
-        behind where it started (`ams_ray.learn.training_value`). Called between this stream's
-        rounds, when the model holds the mirror."""
-        held = self._agreement(frames, labels)
-        self._load(self.pretrained)
+    def frame_agreements(self, frames: np.ndarray, labels: np.ndarray,
+                         weights: list[torch.Tensor] | None = None) -> list[float]:
+        """mIoU (points) of each frame against `labels`, of `weights` (default: the mirror, the
+        model the device holds); `ams_ray.learn.chunk_scores`. Called between this stream's
+        rounds, when the model holds the mirror, which it holds again after."""
+        if weights is not None:
+            self._load(weights)
         try:
-            return held, self._agreement(frames, labels)
+            with torch.no_grad():
+                predicted = self.model(torch.from_numpy(frames).to(self.device)).argmax(1).cpu().numpy()
+            return [frame_miou(p, t, self.model.num_classes) for p, t in zip(predicted, labels)]
         finally:
-            self._load(self.mirror)
-
-    def _agreement(self, frames: np.ndarray, labels: np.ndarray) -> float:
-        with torch.no_grad():
-            predicted = self.model(torch.from_numpy(frames).to(self.device)).argmax(1).cpu().numpy()
-        return float(np.mean([frame_miou(p, t, self.model.num_classes) for p, t in zip(predicted, labels)]))
+            if weights is not None:
+                self._load(self.mirror)
 
     def revert(self) -> bytes:
         """A packet that puts the device back on the pretrained model: no deltas, against
@@ -311,4 +313,5 @@ class OnlineDistiller:
         self.mirror = mirror
         self.version = packet.version
         self.at_pretrained = restart and not packet.tensors
+        self.held.add(self.version, None if self.at_pretrained else self.mirror)
         self._load(self.mirror)

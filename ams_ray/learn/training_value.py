@@ -23,8 +23,17 @@ training got it.
 - the pretrained model's agreement on the same frames: a device whose adapted model fell
   below it (its scene changed under it) is better off on the pretrained model until its next
   round, and `behind_pretrained_by` says by how much (newest chunk, not smoothed).
+- `advantage`: what the adapted models the device ran beat the pretrained one by, frame by
+  frame with the version it ran on each (`chunk_scores`), smoothed over chunks: what adapting
+  has actually bought this stream lately, as its device saw it. A camera whose scenes change faster than its rounds come back spends each
+  scene's first seconds on a model made for the last one, and this goes below zero: its
+  rounds buy it less than nothing (`ams_ray.service.round_policy`, "outpaced").
 
-Smoothed over chunks (`SMOOTHING`), since a chunk carries a handful of frames.
+Smoothed over chunks (`SMOOTHING`), since a chunk carries a handful of frames. Only
+`SCORED_FRAMES` of a chunk's frames are scored (`frames_to_score`): scoring is two forward
+passes of the student, 0.12 CPU-s for a 10-frame chunk on this machine's CPU, and at twice a
+CPU server's capacity that took about 40 % of the CPU its training took, so a scheduler that
+measured every frame ran its own rounds late.
 """
 
 from __future__ import annotations
@@ -34,8 +43,10 @@ from dataclasses import dataclass
 
 SMOOTHING = 0.5  # weight of the newest chunk in the running agreement and phi
 CEILING_DECAY = 0.5  # mIoU points a chunk the ceiling sinks (10 points over 200 s of video)
+ADVANTAGE_SMOOTHING = 0.1  # weight of the newest chunk in `advantage` (after its first 10: a plain mean)
 DRIFT_WEIGHT = 0.1  # mIoU points of expected gain per point of label change between samples
 MIN_ROUND_S = 0.05  # a round never counts as free
+SCORED_FRAMES = 4  # frames of a chunk scored for agreement, spread over the chunk
 
 
 @dataclass
@@ -44,19 +55,26 @@ class TrainingValue:
     ceiling: float | None = None  # the best smoothed agreement since the stream's first round (None before)
     phi: float | None = None  # 0..1, smoothed
     behind_pretrained_by: float = 0.0  # mIoU points the pretrained model beat the device's on the newest chunk
+    advantage: float | None = None  # mIoU points the adapted model beat the pretrained one, smoothed
+    adapted_chunks: int = 0  # chunks scored while the device held an adapted model (`advantage`'s evidence)
     round_s: float | None = None  # training seconds per round, smoothed
     last_trained_s: float = 0.0  # video time of the stream's newest trained round
     waiting_since_s: float | None = None  # video time its oldest unanswered due round fell due
     longest_wait_s: float = 0.0  # video seconds a due round waited for training, at most
 
-    def observe(self, agreement: float | None, phi: float | None, pretrained_agreement: float | None = None) -> None:
-        """Fold in the newest labelled chunk."""
+    def observe(self, agreement: float | None, phi: float | None, pretrained_agreement: float | None = None,
+                advantage: float | None = None) -> None:
+        """Fold in the newest labelled chunk (`ams_ray.learn.chunk_scores`); `advantage`: what the
+        adapted models the device ran on its frames beat the pretrained one by (None: it ran none)."""
         self.agreement = _smoothed(self.agreement, agreement)
         self.phi = _smoothed(self.phi, phi)
         if self.round_s is not None and self.agreement is not None:  # trained at least once
             self.ceiling = self.agreement if self.ceiling is None else max(self.ceiling - CEILING_DECAY, self.agreement)
         if agreement is not None and pretrained_agreement is not None:
             self.behind_pretrained_by = pretrained_agreement - agreement
+        if advantage is not None:
+            self.adapted_chunks += 1
+            self.advantage = _smoothed(self.advantage, advantage, max(ADVANTAGE_SMOOTHING, 1 / self.adapted_chunks))
 
     @property
     def expected_gain(self) -> float:
@@ -94,7 +112,15 @@ class TrainingValue:
         self.round_s = _smoothed(self.round_s, seconds)
 
 
-def _smoothed(old: float | None, new: float | None) -> float | None:
+def frames_to_score(count: int) -> list[int]:
+    """Indices of the frames of a `count`-frame chunk to score: at most `SCORED_FRAMES`, spread
+    evenly from its first to its last, so a scene change inside the chunk is seen."""
+    if count <= SCORED_FRAMES:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (SCORED_FRAMES - 1)) for i in range(SCORED_FRAMES)})
+
+
+def _smoothed(old: float | None, new: float | None, weight: float = SMOOTHING) -> float | None:
     if new is None or not math.isfinite(new):
         return old
-    return new if old is None else (1 - SMOOTHING) * old + SMOOTHING * new
+    return new if old is None else (1 - weight) * old + weight * new

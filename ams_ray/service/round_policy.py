@@ -21,7 +21,15 @@ and the policy only orders them; past capacity it decides who is helped. Pure bo
     `hibernate_gain` mIoU points, asks for no round until that changes (its scene moves);
   - reverting: a device whose adapted model fell `revert_margin` mIoU below the pretrained
     one on the newest chunk (its scene changed) is sent the pretrained model at once, a
-    packet without training, rather than keep a harmful model until its round is trained.
+    packet without training, rather than keep a harmful model until its round is trained;
+  - outpaced: a stream whose adapted models have, on the chunks its device met with them,
+    done worse than the pretrained one (its `advantage` below zero: its scenes change faster
+    than its rounds come back) is worse off for being trained. It stays on the pretrained
+    model and asks for a round only once every `PROBE_PERIODS`, a probe that tells whether
+    it keeps up again (a quieter scene, or a server less loaded). Its rounds go to streams
+    they help. This is what keeps a stream from being pushed below its pretrained model
+    when the server is short; an outpaced device is reverted as soon as a chunk finds it
+    behind at all, not `revert_margin` behind.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from ams_ray.learn.training_value import TrainingValue
 FLOOR_PRIORITY = 1e6  # above any expected gain per second: a stream at its floor goes first
 HIBERNATE_GAIN = 4.0  # mIoU points: below this a round is not worth a turn (the noise of a smoothed chunk)
 REVERT_MARGIN = 5.0  # mIoU points below the pretrained model on one chunk (a few frames) that is no noise
+OUTPACED_EVIDENCE = 3  # chunks met with an adapted model before a stream can be called outpaced
+PROBE_PERIODS = 6.0  # an outpaced stream still trains once per this many periods, to learn whether it keeps up
 Ticket = TypeVar("Ticket")
 
 
@@ -69,8 +79,9 @@ class FifoPolicy:
     def protected(self, claim: RoundClaim) -> bool:
         return False
 
-    def hibernates(self, value: TrainingValue) -> bool:
-        return False
+    def rests(self, value: TrainingValue, now_s: float) -> str | None:
+        """Why the stream should ask for no round now ("hibernating", "outpaced"), or None."""
+        return None
 
     def reverts(self, value: TrainingValue) -> bool:
         """Whether the device should be put back on the pretrained model now."""
@@ -98,7 +109,7 @@ class GainPolicy(FifoPolicy):
             raise ValueError(f"the fairness floor needs a positive period and count, got {period_s} s x "
                              f"{floor_periods}")
         self.floor_s, self.hibernate_gain = period_s * floor_periods, hibernate_gain
-        self.revert_margin = revert_margin
+        self.revert_margin, self.probe_s = revert_margin, period_s * PROBE_PERIODS
 
     def protected(self, claim: RoundClaim) -> bool:
         return claim.waited_s >= self.floor_s
@@ -111,10 +122,20 @@ class GainPolicy(FifoPolicy):
     def priority(self, claim: RoundClaim) -> float:
         return FLOOR_PRIORITY + claim.waited_s if self.protected(claim) else claim.per_second
 
-    def hibernates(self, value: TrainingValue) -> bool:
-        return value.expected_gain < self.hibernate_gain
+    def outpaced(self, value: TrainingValue) -> bool:
+        """Adapting has, lately, cost this stream accuracy rather than bought it."""
+        return value.adapted_chunks >= OUTPACED_EVIDENCE and value.advantage is not None and value.advantage < 0
+
+    def rests(self, value: TrainingValue, now_s: float) -> str | None:
+        if self.outpaced(value) and value.since_trained_s(now_s) < self.probe_s:
+            return "outpaced"
+        if value.expected_gain < self.hibernate_gain:
+            return "hibernating"
+        return None
 
     def reverts(self, value: TrainingValue) -> bool:
+        if self.outpaced(value):
+            return value.behind_pretrained_by > 0
         return value.behind_pretrained_by >= self.revert_margin
 
 

@@ -47,12 +47,14 @@ def parse_envelope(data: bytes, stream_id: str, limits: ChunkLimits) -> SampleCh
         valid = (isinstance(chunk.sequence, int) and chunk.sequence >= 1 and isinstance(chunk.model_version, int)
                  and isinstance(chunk.last_packet, int) and len(chunk.frame_indices) == len(chunk.times_s)
                  and all(isinstance(i, int) and i >= 0 for i in chunk.frame_indices)
-                 and all(isinstance(t, (int, float)) for t in chunk.times_s))
+                 and all(isinstance(t, (int, float)) for t in chunk.times_s)
+                 and len(chunk.frame_versions) in (0, len(chunk.frame_indices))
+                 and all(isinstance(v, int) and v >= 0 for v in chunk.frame_versions))
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ChunkRejected("corrupt_chunk", f"the body is not a sample chunk: {exc}") from exc
     if not valid:
-        raise ChunkRejected("corrupt_chunk", "the chunk's envelope is malformed (sequence, version, frame indices "
-                                             "or times of the wrong type, or frame and time counts differ)")
+        raise ChunkRejected("corrupt_chunk", "the chunk's envelope is malformed (sequence, version, frame indices, "
+                                             "times or frame versions of the wrong type, or their counts differ)")
     if chunk.stream_id != stream_id:
         raise ChunkRejected("wrong_stream", f"the chunk names stream {chunk.stream_id!r}, uploaded to {stream_id!r}")
     if not 1 <= len(chunk.frame_indices) <= limits.max_frames:

@@ -4,7 +4,10 @@ Every message names its stream and carries a sequence number, so a receiver can 
 duplicate (same number again) from a gap (a number skipped) whatever carries the bytes:
 a Ray object today, an HTTP body from a real device later. It also reports which model the
 device holds (version and last applied packet), so a server that lost state, e.g. a trainer
-restored from an older checkpoint, learns what the device runs before it sends anything.
+restored from an older checkpoint, learns what the device runs before it sends anything,
+and which model version it ran on each sampled frame: an update that reached it in the
+middle of a chunk served only the frames after it, and the server, scoring what adapting
+bought the device, must not credit the new model for frames the old one saw.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class SampleChunk:
     h264: bytes
     model_version: int = 0  # the device's model version when it sent the chunk (0: pretrained)
     last_packet: int = 0  # sequence of the last update packet it applied (0: none)
+    frame_versions: tuple[int, ...] = ()  # the model version it ran on each frame (empty: not reported)
 
     @property
     def num_bytes(self) -> int:
@@ -41,7 +45,7 @@ class SampleChunk:
         """Serialised once: the sender both counts and sends these bytes."""
         header = json.dumps(
             {"stream": self.stream_id, "seq": self.sequence, "frames": self.frame_indices, "times": self.times_s,
-             "ver": self.model_version, "pkt": self.last_packet},
+             "ver": self.model_version, "pkt": self.last_packet, "vers": self.frame_versions},
             separators=(",", ":"),
         ).encode()
         return _PREFIX.pack(_MAGIC, len(header)) + header + self.h264
@@ -53,6 +57,7 @@ class SampleChunk:
         _, header_len = _PREFIX.unpack_from(data)
         header = json.loads(data[_PREFIX.size : _PREFIX.size + header_len])
         chunk = cls(header["stream"], header["seq"], tuple(header["frames"]), tuple(header["times"]),
-                    data[_PREFIX.size + header_len :], header.get("ver", 0), header.get("pkt", 0))
+                    data[_PREFIX.size + header_len :], header.get("ver", 0), header.get("pkt", 0),
+                    tuple(header.get("vers", ())))
         chunk.__dict__["_encoded"] = bytes(data)  # the bytes as they came: kept (e.g. in a log) without re-encoding
         return chunk
