@@ -213,8 +213,12 @@ class HostedStream:
         self.journal.packet_made(packet, self.session.progress(), self.distiller.mirror_arrays)
         self.reverts += 1
         self.metrics.rounds.inc(tags={"outcome": "reverted"})
-        log.info("stream %s: the device's model fell %.1f mIoU below the pretrained one; it gets the pretrained "
-                 "model back until its next round", self.stream_id, self.value.behind_pretrained_by)
+        if self.value.behind_pretrained_by > 0:
+            log.info("stream %s: the device's model fell %.1f mIoU below the pretrained one; it gets the pretrained "
+                     "model back until its next round", self.stream_id, self.value.behind_pretrained_by)
+        else:
+            log.info("stream %s: its adapted models lately did %.1f mIoU worse than the pretrained one on what the "
+                     "device ran (outpaced); it gets the pretrained model back", self.stream_id, -self.value.advantage)
         return packet
 
     @contextmanager

@@ -224,6 +224,7 @@ class TrainerHost(DeviceStreams, HostTraining):
                 stream.value.rested()
                 stream.deferred(resting)
                 return
+            stream.value.probing = self.round_policy.outpaced(stream.value)
             stream.value.asked(now_s)
             result = await self._queue_round(stream, now_s)
             if result is None:

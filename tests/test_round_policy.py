@@ -134,14 +134,17 @@ def test_a_stream_its_rounds_leave_below_the_pretrained_model_rests_on_it_and_pr
         value.observe(held, 0.6, pretrained, advantage=held - pretrained)
     assert value.advantage < 0 and policy.outpaced(value)
     assert policy.reverts(value) and value.behind_pretrained_by == 8.0, "behind at all is enough once outpaced"
+    value.observe(75.0, 0.6, 70.0, advantage=-1.0)
+    assert policy.outpaced(value) and policy.reverts(value), "ahead on one chunk, but on its record worse than none"
     assert policy.rests(value, 20.0) == "outpaced", "its round would buy it less than the pretrained model has"
     value.observe(70.0, 0.6, 70.0, advantage=None)  # on the pretrained model now: says nothing about adapting
-    assert value.adapted_chunks == 3 and policy.outpaced(value)
+    assert value.adapted_chunks == 4 and policy.outpaced(value)
     probe_at = 10.0 + PERIOD_S * PROBE_PERIODS
     assert policy.rests(value, probe_at - 1.0) == "outpaced" and policy.rests(value, probe_at) is None, "a probe"
+    value.probing = policy.outpaced(value)  # what the host marks when it trains an outpaced stream
     value.trained(probe_at, 1.0)
     value.observe(84.0, 0.9, 70.0, advantage=14.0)  # the probe kept up: ahead of the pretrained model
-    assert not policy.reverts(value), "so it keeps the model"
+    assert value.probing and policy.outpaced(value) and not policy.reverts(value), "so it keeps the model"
     value.observe(84.0, 0.9, 70.0, advantage=14.0)
     assert not policy.outpaced(value) and policy.rests(value, probe_at + 20.0) != "outpaced"
 

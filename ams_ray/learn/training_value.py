@@ -57,6 +57,7 @@ class TrainingValue:
     behind_pretrained_by: float = 0.0  # mIoU points the pretrained model beat the device's on the newest chunk
     advantage: float | None = None  # mIoU points the adapted model beat the pretrained one, smoothed
     adapted_chunks: int = 0  # chunks scored while the device held an adapted model (`advantage`'s evidence)
+    probing: bool = False  # its newest round was trained while it was outpaced, to see whether it keeps up
     round_s: float | None = None  # training seconds per round, smoothed
     last_trained_s: float = 0.0  # video time of the stream's newest trained round
     waiting_since_s: float | None = None  # video time its oldest unanswered due round fell due

@@ -29,7 +29,9 @@ and the policy only orders them; past capacity it decides who is helped. Pure bo
     it keeps up again (a quieter scene, or a server less loaded). Its rounds go to streams
     they help. This is what keeps a stream from being pushed below its pretrained model
     when the server is short; an outpaced device is reverted as soon as a chunk finds it
-    behind at all, not `revert_margin` behind.
+    behind at all, not `revert_margin` behind, and at once when it becomes outpaced (the
+    model it holds is, on this stream's record, worse than none); a probe's model stays while
+    the chunks it meets do not find it behind.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ class FifoPolicy:
         """Why the stream should ask for no round now ("hibernating", "outpaced"), or None."""
         return None
 
+    def outpaced(self, value: TrainingValue) -> bool:
+        """Adapting has, lately, cost this stream accuracy rather than bought it."""
+        return False
+
     def reverts(self, value: TrainingValue) -> bool:
         """Whether the device should be put back on the pretrained model now."""
         return False
@@ -123,7 +129,6 @@ class GainPolicy(FifoPolicy):
         return FLOOR_PRIORITY + claim.waited_s if self.protected(claim) else claim.per_second
 
     def outpaced(self, value: TrainingValue) -> bool:
-        """Adapting has, lately, cost this stream accuracy rather than bought it."""
         return value.adapted_chunks >= OUTPACED_EVIDENCE and value.advantage is not None and value.advantage < 0
 
     def rests(self, value: TrainingValue, now_s: float) -> str | None:
@@ -134,8 +139,8 @@ class GainPolicy(FifoPolicy):
         return None
 
     def reverts(self, value: TrainingValue) -> bool:
-        if self.outpaced(value):
-            return value.behind_pretrained_by > 0
+        if self.outpaced(value):  # the model goes, unless it is a probe that is not behind
+            return value.behind_pretrained_by > 0 or not value.probing
         return value.behind_pretrained_by >= self.revert_margin
 
 
