@@ -37,6 +37,7 @@ from serve.ingress import DeviceIngress
 from serve.teacher import APP_NAME, teacher_app
 
 INGRESS_APP = "ams-ingress"
+EDGE_EXIT_WAIT_S = 10.0  # at most, for the devices' processes to be gone before the hosts they poll are stopped
 
 log = logging.getLogger(__name__)
 SetupCallback = Callable[[str], None]
@@ -224,20 +225,39 @@ def settle(calls: dict, timeout_s: float) -> tuple[dict, dict[object, str], list
 
 
 def teardown(launched: Launched) -> None:
-    """Stop everything the run started; runs on success, error and Ctrl-C alike."""
-    for actor in [*launched.edge_hosts.values(), *launched.hosts.values(), launched.coordinator,
-                  *launched.memory_probes]:
-        if actor is not None:
-            try:
-                ray.kill(actor)
-            except RayError:
-                pass  # already gone
+    """Stop everything the run started; runs on success, error and Ctrl-C alike. The devices'
+    processes go first, and are waited for: a device's long-poll still out to a trainer host
+    that is killed under it would be retried, and Ray would say so on the console."""
+    _kill(launched.edge_hosts.values())
+    _wait_gone(launched.edge_hosts.values(), EDGE_EXIT_WAIT_S)
+    _kill([*launched.hosts.values(), launched.coordinator, *launched.memory_probes])
     for app, deployed in ((INGRESS_APP, launched.ingress_deployed), (APP_NAME, launched.teacher_deployed)):
         if deployed:
             try:
                 serve.delete(app)
             except Exception as exc:  # noqa: BLE001 - teardown goes on; say what was left behind
                 log.error("could not delete the Serve app %s: %s", app, exc)
+
+
+def _kill(actors) -> None:
+    for actor in actors:
+        if actor is not None:
+            try:
+                ray.kill(actor)
+            except RayError:
+                pass  # already gone
+
+
+def _wait_gone(actors, timeout_s: float) -> None:
+    """Until every one of `actors` answers as dead, or `timeout_s` passes (`ray.kill` only asks)."""
+    deadline = time.monotonic() + timeout_s
+    for actor in actors:
+        while time.monotonic() < deadline:
+            try:
+                ray.get(actor.progress.remote([]), timeout=max(0.1, deadline - time.monotonic()))
+            except RayError:  # dead (or not answering before the deadline): on to the next
+                break
+            time.sleep(0.1)
 
 
 def reason(exc: BaseException) -> str:
