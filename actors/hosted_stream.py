@@ -28,7 +28,7 @@ from ams_ray.learn.chunk_scores import score_chunk
 from ams_ray.learn.distill import OnlineDistiller, RoundResult
 from ams_ray.learn.session import LabellingFailed, StreamSession
 from ams_ray.learn.strategies import STRATEGIES
-from ams_ray.learn.training_value import TrainingValue, frames_to_score
+from ams_ray.learn.training_value import TrainingValue
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.models.students import build_student
 from ams_ray.service.checkpoint_store import CheckpointError, CheckpointStore
@@ -201,9 +201,7 @@ class HostedStream:
         chunk, and what the models it ran there bought (`score_chunk`): off the event loop, a
         few forward passes over a few of its frames; between this stream's rounds, as its
         worker runs both."""
-        scored = frames_to_score(len(frames))
-        versions = tuple(chunk.frame_versions[i] for i in scored) if chunk.frame_versions else ()
-        scores = score_chunk(self.distiller, frames[scored], labels[scored], versions)
+        scores = score_chunk(self.distiller, frames, labels, chunk.frame_versions)
         self.value.observe(scores.held, self.session.last_phi, scores.pretrained, scores.advantage)
 
     def revert(self) -> bytes:

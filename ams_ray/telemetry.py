@@ -72,7 +72,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "by (gain: expected mIoU points per training second; 1e6 and up: at its fairness floor)", STREAM),
     MetricSpec("ams_stream_rounds_total", "counter", "due rounds by what the scheduler did with them: trained, "
                "stepped_aside (still waiting when the stream's next chunk came), hibernating (its model agrees "
-               "with the teacher) or outpaced (its rounds lately left it below the pretrained model); and reverted: the device was sent the pretrained model, its own having fallen "
+               "with the teacher) or outpaced (its rounds lately left it below the pretrained model); and "
+               "reverted: the device was sent the pretrained model, its own having fallen "
                "below it", ("stream", "outcome")),
     MetricSpec("ams_stream_label_backlog_chunks", "gauge", "accepted chunks of the stream waiting to be labelled; "
                "above one, the device is told a lower sampling rate", STREAM),

@@ -38,6 +38,31 @@ def pytest_unconfigure(config) -> None:
 
 
 @pytest.fixture(scope="session")
+def labelled_clip():
+    """20 s of one synthetic scene at 2 frames/s, 64x128, with exact labels: (frames, labels)."""
+    import numpy as np
+
+    from ams_ray.data.synthetic import SyntheticVideo
+
+    video = SyntheticVideo(33, duration_s=20, fps=2, height=64, width=128)
+    return (np.stack([video.frame(i) for i in range(video.num_frames)]),
+            np.stack([video.labels(i) for i in range(video.num_frames)]))
+
+
+@pytest.fixture(scope="session")
+def labelled_window(labelled_clip):
+    """The clip as a training window (frames stamped at 2 per second)."""
+    import numpy as np
+
+    from ams_ray.learn.window import FrameWindow
+
+    frames, labels = labelled_clip
+    window = FrameWindow(250)
+    window.add(np.arange(len(frames)) / 2, frames, labels)
+    return window
+
+
+@pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("ams-cache")
 

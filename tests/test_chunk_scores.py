@@ -4,22 +4,23 @@ import numpy as np
 import pytest
 
 from ams_ray.config import TrainingConfig
-from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.data.synthetic import NUM_CLASSES
 from ams_ray.device.client import DeviceClient
-from ams_ray.learn.chunk_scores import HELD_VERSIONS, HeldModels, score_chunk
+from ams_ray.learn.chunk_scores import (
+    HELD_VERSIONS,
+    SCORED_FRAMES,
+    HeldModels,
+    frames_to_score,
+    score_chunk,
+)
 from ams_ray.learn.distill import OnlineDistiller, Strategy
-from ams_ray.learn.window import FrameWindow
 from ams_ray.models.students import build_student
 
 
 @pytest.fixture(scope="module")
-def scene():
-    video = SyntheticVideo(33, duration_s=20, fps=2, height=64, width=128)
-    frames = np.stack([video.frame(i) for i in range(video.num_frames)])
-    labels = np.stack([video.labels(i) for i in range(video.num_frames)])
-    window = FrameWindow(250)
-    window.add(np.arange(len(frames)) / 2, frames, labels)
-    return window, frames[:4], labels[:4]
+def scene(labelled_clip, labelled_window):
+    frames, labels = labelled_clip
+    return labelled_window, frames[:4], labels[:4]
 
 
 def _trained_twice(window):
@@ -87,3 +88,10 @@ def test_the_server_keeps_a_few_versions_and_forgets_the_oldest():
     assert 0 not in held and HELD_VERSIONS in held
     held.reset(7, None)
     assert 7 in held and HELD_VERSIONS not in held
+
+
+def test_a_few_frames_spread_over_the_chunk_are_scored_first_and_last_included():
+    assert frames_to_score(3) == [0, 1, 2]
+    chosen = frames_to_score(10)
+    assert len(chosen) == SCORED_FRAMES and chosen[0] == 0 and chosen[-1] == 9
+    assert frames_to_score(0) == []

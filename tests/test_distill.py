@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ams_ray.config import TrainingConfig
-from ams_ray.data.synthetic import NUM_CLASSES, SyntheticVideo
+from ams_ray.data.synthetic import NUM_CLASSES
 from ams_ray.learn.chunk_scores import score_chunk
 from ams_ray.learn.distill import OnlineDistiller, Strategy
 from ams_ray.learn.window import FrameWindow
@@ -14,13 +14,8 @@ from ams_ray.wire.codec import decode_packet
 
 
 @pytest.fixture(scope="module")
-def window():
-    video = SyntheticVideo(33, duration_s=20, fps=2, height=64, width=128)
-    frames = np.stack([video.frame(i) for i in range(video.num_frames)])
-    labels = np.stack([video.labels(i) for i in range(video.num_frames)])
-    win = FrameWindow(250)
-    win.add(np.arange(len(frames)) / 2, frames, labels)
-    return win
+def window(labelled_window):
+    return labelled_window
 
 
 def _distiller(strategy, **training):

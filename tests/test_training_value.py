@@ -6,9 +6,7 @@ from ams_ray.learn.training_value import (
     ADVANTAGE_SMOOTHING,
     CEILING_DECAY,
     DRIFT_WEIGHT,
-    SCORED_FRAMES,
     TrainingValue,
-    frames_to_score,
 )
 
 
@@ -66,13 +64,6 @@ def test_what_a_round_can_win_is_measured_up_to_where_training_got_the_stream_no
     for _ in range(10):
         fixed.observe(70.0, 0.99)  # a harder stretch: the ceiling sinks towards what is reached now
     assert 70.0 < fixed.ceiling < 75.5 - 9 * CEILING_DECAY + 1e-9
-
-
-def test_a_few_frames_spread_over_the_chunk_are_scored_first_and_last_included():
-    assert frames_to_score(3) == [0, 1, 2]
-    chosen = frames_to_score(10)
-    assert len(chosen) == SCORED_FRAMES and chosen[0] == 0 and chosen[-1] == 9
-    assert frames_to_score(0) == []
 
 
 def test_what_adapting_bought_is_smoothed_over_the_chunks_that_ran_an_adapted_model_only():

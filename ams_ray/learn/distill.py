@@ -25,8 +25,8 @@ from torch.nn import functional as F
 
 from ams_ray.accuracy import frame_miou
 from ams_ray.config import TrainingConfig
-from ams_ray.learn.chunk_scores import HeldModels
 from ams_ray.device.runtime import DeviceModelBundle
+from ams_ray.learn.chunk_scores import HeldModels
 from ams_ray.learn.window import FrameWindow
 from ams_ray.models.onnx_export import export_edge_bundle
 from ams_ray.models.students import StudentNet, trainable_names

@@ -25,15 +25,12 @@ training got it.
   round, and `behind_pretrained_by` says by how much (newest chunk, not smoothed).
 - `advantage`: what the adapted models the device ran beat the pretrained one by, frame by
   frame with the version it ran on each (`chunk_scores`), smoothed over chunks: what adapting
-  has actually bought this stream lately, as its device saw it. A camera whose scenes change faster than its rounds come back spends each
-  scene's first seconds on a model made for the last one, and this goes below zero: its
-  rounds buy it less than nothing (`ams_ray.service.round_policy`, "outpaced").
+  has actually bought this stream lately, as its device saw it. A camera whose scenes change
+  faster than its rounds come back spends each scene's first seconds on a model made for the
+  last one, and this goes below zero: its rounds buy it less than nothing (`ams_ray.service.round_policy`, "outpaced").
 
-Smoothed over chunks (`SMOOTHING`), since a chunk carries a handful of frames. Only
-`SCORED_FRAMES` of a chunk's frames are scored (`frames_to_score`): scoring is two forward
-passes of the student, 0.12 CPU-s for a 10-frame chunk on this machine's CPU, and at twice a
-CPU server's capacity that took about 40 % of the CPU its training took, so a scheduler that
-measured every frame ran its own rounds late.
+Smoothed over chunks (`SMOOTHING`), since a chunk carries a handful of frames (and only a
+few of them are scored, `chunk_scores.SCORED_FRAMES`).
 """
 
 from __future__ import annotations
@@ -46,7 +43,6 @@ CEILING_DECAY = 0.5  # mIoU points a chunk the ceiling sinks (10 points over 200
 ADVANTAGE_SMOOTHING = 0.1  # weight of the newest chunk in `advantage` (after its first 10: a plain mean)
 DRIFT_WEIGHT = 0.1  # mIoU points of expected gain per point of label change between samples
 MIN_ROUND_S = 0.05  # a round never counts as free
-SCORED_FRAMES = 4  # frames of a chunk scored for agreement, spread over the chunk
 
 
 @dataclass
@@ -111,14 +107,6 @@ class TrainingValue:
         self.waiting_since_s = None
         self.last_trained_s = now_s
         self.round_s = _smoothed(self.round_s, seconds)
-
-
-def frames_to_score(count: int) -> list[int]:
-    """Indices of the frames of a `count`-frame chunk to score: at most `SCORED_FRAMES`, spread
-    evenly from its first to its last, so a scene change inside the chunk is seen."""
-    if count <= SCORED_FRAMES:
-        return list(range(count))
-    return sorted({round(i * (count - 1) / (SCORED_FRAMES - 1)) for i in range(SCORED_FRAMES)})
 
 
 def _smoothed(old: float | None, new: float | None, weight: float = SMOOTHING) -> float | None:
