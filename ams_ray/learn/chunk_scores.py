@@ -15,9 +15,9 @@ and 15 video seconds) the mirror scored the same at every delay, while the devic
 gain over the pretrained model went from +2.7 to -3.6 and -6.5.
 
 Only `SCORED_FRAMES` of a chunk's frames are scored: the forward passes took 0.12 CPU-s for a
-10-frame chunk on this machine's CPU, and at twice a CPU server's capacity that was about
-40 % of the CPU its training took, so a scheduler that scored every frame ran its own rounds
-late.
+10-frame chunk on this machine's CPU, and at twice a CPU server's capacity that was about a
+third of the CPU its training took (0.26 against 0.74 CPU-s per second), so a scheduler that
+scored every frame ran its own rounds late.
 """
 
 from __future__ import annotations
