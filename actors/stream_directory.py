@@ -20,7 +20,10 @@ ingress, `locate(stream)`, with the host and the stream's lease epoch:
   placed afresh on the survivors, resuming from their logs. The directory notices within
   `WATCH_EVERY_S`, or sooner when an ingress reports a host unreachable.
 * Restarted itself, the directory rebuilds its table from the named hosts that are still
-  there (`held_streams`) and the leases in the store, so streams carry on where they were.
+  there (`held_streams`), keeping only the copies whose lease in the store is still their
+  host's (`current_holdings`), so streams carry on where they were.
+* A host that refuses a stream where the directory placed it (an ingress reports the
+  `LeaseLost`, `lease_lost`) loses the placement: the next `locate` leases it afresh.
 
 A benchmark's fleet uses the same directory over hosts it placed itself (`fixed`): nothing
 is leased, moved or started then.
@@ -41,7 +44,7 @@ from actors.trainer import TrainerHost
 from ams_ray.models.student_spec import StudentSpec
 from ams_ray.service.checkpoint_store import CheckpointStore
 from ams_ray.service.host_pool import PoolSizer, ScaleRange
-from ams_ray.service.stream_lease import grant
+from ams_ray.service.stream_lease import current_holdings, grant
 from ams_ray.service.stream_placement import moves, owner
 from ams_ray.service.trainer_settings import TrainerSettings
 
@@ -126,6 +129,17 @@ class StreamDirectory:
         self.placed[stream_id] = (host, lease.epoch)
         return Placement(host, lease.epoch, self.hosts[host])
 
+    async def lease_lost(self, stream_id: str, host: str, epoch: int | None) -> None:
+        """An ingress was told by `host` that it does not hold `stream_id` at `epoch` although
+        that is where this directory placed it (a copy the host let go, or one adopted after a
+        restart whose lease had moved on): forget the placement, so the next `locate` leases the
+        stream afresh. A report about an older placement changes nothing."""
+        if self.placed.get(stream_id) == (host, epoch) and stream_id not in self.moving and not self.fixed:
+            del self.placed[stream_id]
+            self._event("lease_lost", stream=stream_id, host=host, epoch=epoch)
+            log.warning("directory: host %s no longer holds %s at epoch %s; it is leased afresh", host, stream_id,
+                        epoch)
+
     async def unreachable(self, host: str) -> None:
         """An ingress could not reach `host`: check now rather than at the next watch."""
         await self._ready()
@@ -197,7 +211,8 @@ class StreamDirectory:
                             name, type(exc).__name__)
                 continue
             self.hosts[name] = handle
-            self.placed.update({sid: (name, epoch) for sid, epoch in held.items()})
+            current = await asyncio.to_thread(current_holdings, self.store, name, held)
+            self.placed.update({sid: (name, epoch) for sid, epoch in current.items()})
         if self.hosts:
             self._event("adopted", hosts=sorted(self.hosts), streams=len(self.placed))
             log.warning("directory restarted: adopted %d hosts holding %d streams", len(self.hosts), len(self.placed))

@@ -206,6 +206,7 @@ class DeviceIngress:
                 return await self._call(call(placement.handle, placement.epoch), extra_s)
             except LeaseLost:
                 self.placements.pop(stream_id, None)
+                await self._call(self.directory.lease_lost.remote(stream_id, placement.host, placement.epoch))
             except ActorDiedError:
                 self.placements.pop(stream_id, None)
                 await self._call(self.directory.unreachable.remote(placement.host))

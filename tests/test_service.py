@@ -39,10 +39,11 @@ class Service:
     def start(self) -> None:
         command = [sys.executable, "-m", "serve.app", "--state-dir", str(self.state), "--port", str(self.port),
                    "--hosts", "1", "--idle-retire-s", "6"]
+        began = self.log.stat().st_size if self.log.exists() else 0  # a restart appends: read only its own lines
         with open(self.log, "a") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while "service ready at" not in self.log.read_text():
+        while b"service ready at" not in self.log.read_bytes()[began:]:
             assert self.process.poll() is None, f"the service exited: {self.log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "the service did not start"
             time.sleep(1.0)

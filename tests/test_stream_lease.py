@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from ams_ray.service.checkpoint_store import CheckpointStore
-from ams_ray.service.stream_lease import LeaseLost, grant, read_lease
+from ams_ray.service.stream_lease import LeaseLost, current_holdings, grant, read_lease
 from ams_ray.service.stream_log import StreamLog
 from ams_ray.wire.stream_records import PACKET
 
@@ -50,3 +50,15 @@ def test_a_host_granted_an_epoch_that_moved_on_cannot_even_take_the_log_over(sto
     grant(store, "cam", "trainer-host-1")
     with pytest.raises(LeaseLost):
         stale.take_over(stale.read())
+
+
+def test_a_restarted_directory_adopts_only_the_copies_whose_lease_is_still_their_holders(store):
+    """Host 0 kept cam-a after its lease moved to host 1 (a move cut short by the directory's
+    restart): adopting that copy would send every call for cam-a to a host that must refuse it."""
+    grant(store, "cam-a", "trainer-host-0")
+    grant(store, "cam-a", "trainer-host-1")
+    grant(store, "cam-b", "trainer-host-0")
+    held_by_0 = {"cam-a": 1, "cam-b": 1}
+    assert current_holdings(store, "trainer-host-0", held_by_0) == {"cam-b": 1}
+    assert current_holdings(store, "trainer-host-1", {"cam-a": 2}) == {"cam-a": 2}
+    assert current_holdings(store, "trainer-host-1", {"cam-b": 1}) == {}  # the epoch matches, the holder does not

@@ -6,6 +6,12 @@ and jitter, honouring `Retry-After`, up to `give_up_after_s`; a refusal that no 
 fix (401, 403, 400, 413) raises `DeviceRefused` with the server's own message at once. A
 409 on a chunk means the server already took it (its reply was lost): not an error.
 
+The service itself never answers 404, so a 404 comes from Serve's HTTP proxy: the
+service's routes are not there yet (it is starting or redeploying after a restart), or the
+device was pointed at the wrong address. Both look alike on the wire, so a 404 is waited
+for like a 503, but only for `route_grace_s`: long enough for a deployment to come up, short
+enough that a wrong URL is reported while someone is still watching.
+
 `WireStats` counts the HTTP bytes each way (request and status lines, headers and bodies;
 TCP/IP framing is not counted) beside the payload bytes, and each request's latency.
 """
@@ -27,6 +33,8 @@ PACKET_SEQUENCE_HEADER = "X-AMS-Packet-Sequence"  # a packet's number; with the 
 CHUNK_SEQUENCE_HEADER = "X-AMS-Chunk-Sequence"  # with the model: the stream's last chunk, numbering goes on after it
 FRAME_SIZE_HEADER = "X-AMS-Frame-Size"  # with the model: HxW of the frames the service takes
 DUE_CHUNK_HEADER = "X-AMS-Due-Chunk"  # with a packet: the upload that made its round due (for staleness)
+RETRIED_STATUSES = (429, 500, 502, 503, 504)
+ROUTE_GRACE_S = 120.0  # how long a 404 (no such route on the proxy) is taken for a deployment still coming up
 
 
 class DeviceRefused(RuntimeError):
@@ -102,9 +110,10 @@ class DeviceLink:
     per thread, all with the same `WireStats`."""
 
     def __init__(self, server: str, device_id: str, token: str, stats: WireStats, timeout_s: float = 30.0,
-                 give_up_after_s: float = 300.0) -> None:
+                 give_up_after_s: float = 300.0, route_grace_s: float = ROUTE_GRACE_S) -> None:
         self.base = f"{server.rstrip('/')}/v1/streams/{device_id}"
         self.stats, self.timeout_s, self.give_up_after_s = stats, timeout_s, give_up_after_s
+        self.route_grace_s = route_grace_s
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
 
@@ -141,6 +150,7 @@ class DeviceLink:
     def _request(self, method: str, route: str, data: bytes | None = None, params: dict | None = None,
                  read_timeout_s: float = 0.0) -> requests.Response:
         deadline = time.monotonic() + self.give_up_after_s
+        route_deadline = None  # set by the first 404: the grace counts from when the proxy answers
         delay = 0.5
         while True:
             began = time.perf_counter()
@@ -154,7 +164,14 @@ class DeviceLink:
                 self._record(route or "status", reply, time.perf_counter() - began, len(data or b""))
                 if reply.status_code < 400:
                     return reply
-                if reply.status_code not in (429, 500, 502, 503, 504):
+                if reply.status_code == 404:
+                    route_deadline = route_deadline or time.monotonic() + self.route_grace_s
+                    if time.monotonic() + delay > route_deadline:
+                        raise ServerUnavailable(
+                            f"{method} {route}: HTTP 404 for {self.route_grace_s:g} s ({_detail(reply)}); no ams-ray "
+                            f"service answers at {self.base}: check the server URL, or that `python -m serve.app` "
+                            "finished starting")
+                elif reply.status_code not in RETRIED_STATUSES:
                     raise DeviceRefused(reply.status_code, _detail(reply))
                 problem = f"HTTP {reply.status_code}"
                 wait = float(reply.headers.get("Retry-After", delay)) if reply.status_code in (429, 503) else delay

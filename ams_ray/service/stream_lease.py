@@ -56,3 +56,16 @@ def check_fence(store: CheckpointStore, stream_id: str, epoch: int) -> None:
     if lease.epoch != epoch:
         raise LeaseLost(f"stream {stream_id} is leased to {lease.holder} at epoch {lease.epoch}; this writer holds "
                         f"epoch {epoch}, so its writes are refused (the stream moved)")
+
+
+def current_holdings(store: CheckpointStore, holder: str, held: dict[str, int | None]) -> dict[str, int | None]:
+    """Of the streams `holder` says it holds (stream -> epoch), those whose lease is still its
+    own. A restarted directory adopts only these: a copy a host kept after its lease moved on
+    (the move was cut short, or the host was slow to notice) would send every call to a host
+    that must refuse it."""
+    current = {}
+    for stream_id, epoch in held.items():
+        lease = read_lease(store, stream_id)
+        if epoch is None or (lease.epoch == epoch and lease.holder == holder):
+            current[stream_id] = epoch
+    return current
