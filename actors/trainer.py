@@ -224,12 +224,12 @@ class TrainerHost(DeviceStreams, HostTraining):
                 stream.value.rested()
                 stream.deferred(resting)
                 return
-            stream.value.probing = self.round_policy.outpaced(stream.value)
             stream.value.asked(now_s)
             result = await self._queue_round(stream, now_s)
             if result is None:
                 stream.deferred("stepped_aside")
                 return
+            stream.value.probing = self.round_policy.outpaced(stream.value)  # trained while outpaced: a probe
             if result.packet is not None:
                 await stream.post(stream.distiller.sequence, result.packet, due_chunk)
         except Exception as exc:  # noqa: BLE001 - the stream goes on; its next round may succeed

@@ -5,7 +5,6 @@ import pytest
 
 from ams_ray.config import TrainingConfig
 from ams_ray.data.synthetic import NUM_CLASSES
-from ams_ray.device.client import DeviceClient
 from ams_ray.learn.chunk_scores import (
     HELD_VERSIONS,
     SCORED_FRAMES,
@@ -65,19 +64,6 @@ def test_frames_run_on_the_pretrained_model_or_a_forgotten_version_say_nothing_a
     for _ in range(HELD_VERSIONS):
         distiller.train_round(window)
     assert 1 not in distiller.held and score_chunk(distiller, frames, labels, (1, 1, 1, 1)).advantage is None
-
-
-def test_the_device_reports_the_version_it_ran_on_each_sampled_frame(scene):
-    window, frames, _ = scene
-    distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(iterations=2, batch_size=4),
-                                Strategy("gradient_guided", 0.1))
-    device = DeviceClient("s", distiller.edge_bundle(64, 128), sampling_rate_fps=2.0, send_period_s=2.0)
-    device.observe(0, 0.0, frames[0])
-    device.observe(1, 0.5, frames[1])
-    assert device.apply_packet(distiller.train_round(window).packet)
-    device.observe(2, 1.0, frames[2])
-    chunk = device.observe(3, 2.0, frames[3])
-    assert chunk is not None and chunk.frame_versions == (0, 0, 1, 1)
 
 
 def test_the_server_keeps_a_few_versions_and_forgets_the_oldest():

@@ -58,3 +58,17 @@ def test_the_baseline_stays_pretrained_while_the_model_is_updated():
     plain = DeviceClient("cam", bundle, 1.0, 5.0)  # without a baseline only the live model is scored
     plain.evaluate(0.0, frame, truth)
     assert len(plain.trace.values) == 1 and plain.baseline_trace.values == []
+
+
+def test_the_device_reports_the_version_it_ran_on_each_sampled_frame(labelled_clip, labelled_window):
+    """An update applied mid-chunk: the server must know which frames ran which model (`chunk_scores`)."""
+    frames = labelled_clip[0]
+    distiller = OnlineDistiller(build_student("tiny", NUM_CLASSES), TrainingConfig(iterations=2, batch_size=4),
+                                Strategy("gradient_guided", 0.1))
+    device = DeviceClient("s", distiller.edge_bundle(64, 128), sampling_rate_fps=2.0, send_period_s=2.0)
+    device.observe(0, 0.0, frames[0])
+    device.observe(1, 0.5, frames[1])
+    assert device.apply_packet(distiller.train_round(labelled_window).packet)
+    device.observe(2, 1.0, frames[2])
+    chunk = device.observe(3, 2.0, frames[3])
+    assert chunk is not None and chunk.frame_versions == (0, 0, 1, 1)

@@ -85,7 +85,7 @@ def score_chunk(distiller: "OnlineDistiller", frames: np.ndarray, labels: np.nda
     frames, labels = frames[scored], labels[scored]
     versions = tuple(versions[i] for i in scored) if versions else ()
     held = distiller.frame_agreements(frames, labels)
-    pretrained = distiller.frame_agreements(frames, labels, distiller.pretrained)
+    pretrained = held if distiller.at_pretrained else distiller.frame_agreements(frames, labels, distiller.pretrained)
     if not versions:
         ran = {} if distiller.at_pretrained else dict(enumerate(held))
     else:

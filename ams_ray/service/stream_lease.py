@@ -66,6 +66,6 @@ def current_holdings(store: CheckpointStore, holder: str, held: dict[str, int | 
     current = {}
     for stream_id, epoch in held.items():
         lease = read_lease(store, stream_id)
-        if epoch is None or (lease.epoch == epoch and lease.holder == holder):
+        if lease.epoch == epoch and lease.holder == holder:
             current[stream_id] = epoch
     return current
